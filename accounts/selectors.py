@@ -1,0 +1,67 @@
+"""Reads of accounts for the pages and the API."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from .models import Account, Biller
+
+
+def account_search(*, query: str, limit: int = 50) -> QuerySet[Account]:
+    """Find accounts by number, name, contact e-mail or phone, or a biller's reference."""
+    query = (query or "").strip()
+    qs = Account.objects.select_related("parent", "billing_profile")
+    if not query:
+        return qs.none()
+    digits = "".join(ch for ch in query if ch.isdigit() or ch == "+")
+    condition = (
+        Q(number__iexact=query)
+        | Q(number__icontains=query)
+        | Q(name__icontains=query)
+        | Q(contacts__email__iexact=query)
+        | Q(biller_references__external_ref__iexact=query)
+    )
+    if len(digits) >= 4:
+        condition |= Q(contacts__phone__contains=digits)
+    ids = Account.objects.filter(condition).values("id").distinct()
+    return qs.filter(id__in=ids).order_by("name", "number")[:limit]
+
+
+def account_ancestors(*, account: Account) -> list[Account]:
+    """Parents from the top of the hierarchy down to the account's parent (one query per level, bounded)."""
+    path: list[Account] = []
+    node = account.parent
+    while node is not None and len(path) < Account.MAX_DEPTH:
+        path.append(node)
+        node = node.parent
+    path.reverse()
+    return path
+
+
+def paying_account(*, account: Account) -> Account:
+    """The account that receives the bill: itself, or the nearest paying ancestor."""
+    node = account
+    for _ in range(Account.MAX_DEPTH + 1):
+        if node.is_paying or node.parent is None:
+            return node
+        node = node.parent
+    return node
+
+
+def account_children(*, account: Account) -> QuerySet[Account]:
+    return account.children.order_by("name").only(
+        "id", "number", "name", "type", "status", "is_paying", "parent_id"
+    )
+
+
+def account_detail(*, account_id: int) -> Account:
+    return (
+        Account.objects.select_related("billing_profile", "parent", "parent__parent")
+        .prefetch_related("contacts", "biller_references__biller")
+        .get(pk=account_id)
+    )
+
+
+def accounts_for_biller(*, biller: Biller) -> QuerySet[Account]:
+    """The accounts a biller may see: those with a reference at that biller."""
+    return Account.objects.filter(biller_references__biller=biller)

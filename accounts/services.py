@@ -1,0 +1,237 @@
+"""Writes on accounts, billers and their references. Each function is one transaction with an audit record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing_mgmt.audit import audit_record, snapshot
+from billing_mgmt.errors import ApplicationError, Conflict
+from billing_mgmt.numbering import SeriesSpec, next_number
+
+from .models import Account, Biller, BillerApiKey, BillerReference, BillingProfile, Contact
+
+ACCOUNT_SERIES = SeriesSpec(name="Account numbers", prefix="A", padding=8)
+
+ACCOUNT_FIELDS = ("name", "type", "status", "parent", "is_paying")
+PROFILE_FIELDS = tuple(
+    f.name for f in BillingProfile._meta.concrete_fields if f.name not in ("id", "account", "updated_at")
+)
+
+
+def _validation_to_app_error(exc: ValidationError, prefix: str = "") -> ApplicationError:
+    fields = {f"{prefix}{k}": v for k, v in exc.message_dict.items()} if hasattr(exc, "error_dict") else {}
+    if not fields:
+        fields = {"non_field_errors": exc.messages}
+    return ApplicationError("The account is not valid.", fields=fields)
+
+
+def _check_hierarchy(account: Account, parent: Account | None) -> None:
+    if parent is None:
+        if not account.is_paying:
+            raise ApplicationError(
+                "A non-paying account needs a paying parent.", fields={"is_paying": ["A top account pays."]}
+            )
+        return
+    seen = {account.pk} if account.pk else set()
+    node: Account | None = parent
+    depth = 0
+    while node is not None:
+        if node.pk in seen:
+            raise ApplicationError(
+                "The parent would make a loop.", fields={"parent": ["Loop in the hierarchy."]}
+            )
+        seen.add(node.pk)
+        depth += 1
+        if depth > Account.MAX_DEPTH:
+            raise ApplicationError(
+                f"Hierarchies are at most {Account.MAX_DEPTH} levels deep.", fields={"parent": ["Too deep."]}
+            )
+        node = node.parent
+
+
+def _save_profile(account: Account, profile: dict[str, Any] | None) -> BillingProfile:
+    instance = getattr(account, "billing_profile", None) if account.pk else None
+    if instance is None:
+        instance = BillingProfile(account=account)
+    for key, value in (profile or {}).items():
+        if key not in PROFILE_FIELDS:
+            raise ApplicationError(
+                "Unknown billing profile field.", fields={f"billing_profile.{key}": ["Unknown."]}
+            )
+        setattr(instance, key, value)
+    try:
+        instance.full_clean(exclude=["account"])
+    except ValidationError as exc:
+        raise _validation_to_app_error(exc, "billing_profile.") from exc
+    instance.save()
+    return instance
+
+
+@transaction.atomic
+def account_create(
+    *,
+    name: str,
+    type: str = Account.Type.CONSUMER,
+    status: str = Account.Status.ACTIVE,
+    parent: Account | None = None,
+    is_paying: bool = True,
+    billing_profile: dict[str, Any] | None = None,
+    contacts: list[dict[str, Any]] | None = None,
+    biller: Biller | None = None,
+    external_ref: str | None = None,
+    actor: Any = None,
+) -> Account:
+    """Create an account with its billing profile and contacts, optionally bound to a biller's reference."""
+    account = Account(
+        name=name, type=type, status=status, parent=parent, is_paying=is_paying, number="pending"
+    )
+    try:
+        account.full_clean(exclude=["number"])
+    except ValidationError as exc:
+        raise _validation_to_app_error(exc) from exc
+    _check_hierarchy(account, parent)
+    if (
+        biller is not None
+        and external_ref
+        and BillerReference.objects.filter(biller=biller, external_ref=external_ref).exists()
+    ):
+        raise Conflict(
+            "This biller already has an account with that reference.",
+            fields={"external_ref": ["Already used at this biller."]},
+        )
+    account.number = next_number("account", ACCOUNT_SERIES)
+    account.save()
+    _save_profile(account, billing_profile)
+    for contact in contacts or []:
+        contact_add(account=account, actor=actor, audit=False, **contact)
+    if biller is not None and external_ref:
+        biller_reference_set(
+            account=account, biller=biller, external_ref=external_ref, actor=actor, audit=False
+        )
+    audit_record(
+        actor=actor,
+        action="account.create",
+        obj=account,
+        after={**snapshot(account), "billing_profile": snapshot(account.billing_profile)},
+        account_id=account.pk,
+    )
+    return account
+
+
+@transaction.atomic
+def account_update(
+    *,
+    account: Account,
+    data: dict[str, Any],
+    billing_profile: dict[str, Any] | None = None,
+    actor: Any = None,
+) -> Account:
+    """Change an account's own fields and its billing profile. The number never changes."""
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    profile = BillingProfile.objects.filter(account=account).first()
+    before = {**snapshot(account), "billing_profile": snapshot(profile) if profile else None}
+    for key, value in data.items():
+        if key not in ACCOUNT_FIELDS:
+            raise ApplicationError("This field cannot be changed.", fields={key: ["Read-only."]})
+        setattr(account, key, value)
+    try:
+        account.full_clean(exclude=["number"])
+    except ValidationError as exc:
+        raise _validation_to_app_error(exc) from exc
+    if "parent" in data or "is_paying" in data:
+        _check_hierarchy(account, account.parent)
+    account.save()
+    if billing_profile is not None or profile is None:
+        profile = _save_profile(account, billing_profile)
+    after = {**snapshot(account), "billing_profile": snapshot(profile)}
+    if after != before:
+        audit_record(
+            actor=actor,
+            action="account.update",
+            obj=account,
+            before=before,
+            after=after,
+            account_id=account.pk,
+        )
+    return account
+
+
+@transaction.atomic
+def contact_add(*, account: Account, actor: Any = None, audit: bool = True, **fields: Any) -> Contact:
+    contact = Contact(account=account, **fields)
+    try:
+        contact.full_clean()
+    except ValidationError as exc:
+        raise _validation_to_app_error(exc, "contacts.") from exc
+    try:
+        with transaction.atomic():
+            contact.save()
+    except IntegrityError as exc:
+        raise Conflict(
+            "The account already has a primary contact.", fields={"contacts.role": ["Duplicate primary."]}
+        ) from exc
+    if audit:
+        audit_record(
+            actor=actor, action="contact.create", obj=contact, after=snapshot(contact), account_id=account.pk
+        )
+    return contact
+
+
+@transaction.atomic
+def biller_reference_set(
+    *, account: Account, biller: Biller, external_ref: str, actor: Any = None, audit: bool = True
+) -> BillerReference:
+    """Bind the account to the biller's reference (create, or change the existing one)."""
+    external_ref = (external_ref or "").strip()
+    if not external_ref:
+        raise ApplicationError(
+            "A reference is required.", fields={"external_ref": ["This field is required."]}
+        )
+    taken = BillerReference.objects.filter(biller=biller, external_ref=external_ref).exclude(account=account)
+    if taken.exists():
+        raise Conflict(
+            "This reference belongs to another account.", fields={"external_ref": ["Already used."]}
+        )
+    reference, created = BillerReference.objects.update_or_create(
+        account=account, biller=biller, defaults={"external_ref": external_ref}
+    )
+    if audit:
+        audit_record(
+            actor=actor,
+            action="biller_reference.set",
+            obj=reference,
+            after=snapshot(reference),
+            account_id=account.pk,
+        )
+    return reference
+
+
+@transaction.atomic
+def biller_api_key_create(*, biller: Biller, name: str, actor: Any = None) -> tuple[BillerApiKey, str]:
+    """Issue a key for a biller's API client. The raw key is returned once and never stored."""
+    prefix, raw_key = BillerApiKey.generate()
+    key = BillerApiKey.objects.create(
+        biller=biller, name=name, prefix=prefix, key_hash=BillerApiKey.hash_key(raw_key)
+    )
+    audit_record(
+        actor=actor, action="biller_api_key.create", obj=key, after={"biller": biller.code, "name": name}
+    )
+    return key, raw_key
+
+
+@transaction.atomic
+def biller_api_key_revoke(*, key: BillerApiKey, actor: Any = None) -> BillerApiKey:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=actor,
+            action="biller_api_key.revoke",
+            obj=key,
+            after={"revoked_at": key.revoked_at.isoformat()},
+        )
+    return key

@@ -1,0 +1,81 @@
+"""Roles: who may see and do what.
+
+People are Django users in groups: CSR, Supervisor (a CSR who also approves), Billing admin (configures the
+product in Django admin) and Customer (portal users, bound to an account through a Contact). External
+billers are not users: they call the API with a key bound to their Biller (accounts.BillerApiKey).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+
+CSR = "CSR"
+SUPERVISOR = "Supervisor"
+BILLING_ADMIN = "Billing admin"
+CUSTOMER = "Customer"
+STAFF_ROLES = (CSR, SUPERVISOR, BILLING_ADMIN)
+ALL_ROLES = (*STAFF_ROLES, CUSTOMER)
+
+# Model permissions per role, as "app_label.codename" or "app_label.*" (every permission of that app).
+# Later features add their own codenames here.
+PROJECT_APPS = ("billing_mgmt", "accounts", "statements", "billruns", "payments", "disputes", "invoicing")
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    CSR: (
+        "accounts.view_account",
+        "accounts.view_contact",
+        "accounts.view_billingprofile",
+        "accounts.view_biller",
+        "accounts.view_billerreference",
+        "statements.view_financialtransaction",
+        "statements.view_accountbalance",
+    ),
+    SUPERVISOR: (),  # everything a CSR has, plus approvals added by later features
+    BILLING_ADMIN: (*(f"{app}.*" for app in PROJECT_APPS), "django_celery_beat.*", "django_celery_results.*"),
+    CUSTOMER: (),
+}
+INHERITS = {SUPERVISOR: (CSR,)}
+
+
+def _permissions_for(role: str) -> set[tuple[str, str]]:
+    specs = list(ROLE_PERMISSIONS[role])
+    for parent in INHERITS.get(role, ()):
+        specs.extend(ROLE_PERMISSIONS[parent])
+    return {tuple(spec.split(".", 1)) for spec in specs}  # type: ignore[misc]
+
+
+def ensure_roles(**kwargs) -> None:
+    """Create the role groups and give them their permissions. Idempotent; runs after every migrate."""
+    using = kwargs.get("using", "default")
+    for role in ALL_ROLES:
+        group, _ = Group.objects.using(using).get_or_create(name=role)
+        wanted = _permissions_for(role)
+        perms = Permission.objects.using(using).select_related("content_type")
+        whole_apps = {app for app, codename in wanted if codename == "*"}
+        exact = {(app, codename) for app, codename in wanted if codename != "*"}
+        ids = [
+            p.pk
+            for p in perms
+            if p.content_type.app_label in whole_apps or (p.content_type.app_label, p.codename) in exact
+        ]
+        group.permissions.add(*ids)
+
+
+def has_role(user: AbstractBaseUser | AnonymousUser, *roles: str) -> bool:
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    names = getattr(user, "_role_names", None)
+    if names is None:
+        names = set(user.groups.values_list("name", flat=True))
+        user._role_names = names  # cached for the request
+    return bool(names.intersection(roles))
+
+
+def is_staff_member(user) -> bool:
+    """CSR pages are for CSRs, supervisors and billing admins."""
+    return has_role(user, *STAFF_ROLES)
+
+
+def is_supervisor(user) -> bool:
+    return has_role(user, SUPERVISOR, BILLING_ADMIN)

@@ -1,0 +1,1 @@
+"""Models arrive with their feature issue (see DESIGN.md §2)."""
