@@ -1,0 +1,83 @@
+"""Shared fixtures. The suite runs on PostgreSQL (the production database): see `make test`."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from billing_mgmt import roles
+from tests import factories
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    return f"database: {db['ENGINE']} {db.get('NAME')} on {db.get('HOST') or 'local socket'}"
+
+
+@pytest.fixture(autouse=True)
+def _require_postgresql(request):
+    """The suite proves behaviour on the production database; refuse to run quietly on another."""
+    if "django_db_setup" in request.fixturenames or request.node.get_closest_marker("django_db"):
+        assert connection.vendor == "postgresql", (
+            "Tests run on PostgreSQL: set DATABASE_URL=postgres://... or use `make test`."
+        )
+
+
+@pytest.fixture
+def user_factory(db):
+    return factories.UserFactory
+
+
+@pytest.fixture
+def biller_factory(db):
+    return factories.BillerFactory
+
+
+@pytest.fixture
+def account_factory(db):
+    return factories.AccountFactory
+
+
+@pytest.fixture
+def contact_factory(db):
+    return factories.ContactFactory
+
+
+@pytest.fixture
+def biller_reference_factory(db):
+    return factories.BillerReferenceFactory
+
+
+@pytest.fixture
+def csr_user(db):
+    return factories.UserFactory(username="csr", role=roles.CSR)
+
+
+@pytest.fixture
+def supervisor_user(db):
+    return factories.UserFactory(username="supervisor", role=roles.SUPERVISOR)
+
+
+@pytest.fixture
+def billing_admin_user(db):
+    return factories.UserFactory(username="billing-admin", role=roles.BILLING_ADMIN)
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def biller_client(db):
+    """Return a function making an APIClient authenticated as the given biller's API client."""
+
+    def make(biller):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {factories.api_key_for(biller)}")
+        return client
+
+    return make

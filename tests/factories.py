@@ -1,0 +1,95 @@
+"""factory_boy factories for every app. Exposed as fixtures in tests/conftest.py."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from accounts.models import Account, Biller, BillerReference, BillingProfile, Contact
+from accounts.services import ACCOUNT_SERIES, biller_api_key_create
+from billing_mgmt import roles
+from billing_mgmt.numbering import next_number
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.django.Password("pass-Word-123")
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.groups.add(Group.objects.get_or_create(name=extracted)[0])
+            if extracted == roles.BILLING_ADMIN:
+                self.is_staff = True
+                self.save(update_fields=["is_staff"])
+
+
+class BillerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Biller
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"biller-{n}")
+    name = factory.LazyAttribute(lambda b: f"Biller {b.code}")
+    kind = Biller.Kind.EXTERNAL
+
+
+class AccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Account
+        skip_postgeneration_save = True
+
+    number = factory.LazyFunction(lambda: next_number("account", ACCOUNT_SERIES))
+    name = factory.Faker("company")
+    type = Account.Type.CONSUMER
+    status = Account.Status.ACTIVE
+    is_paying = True
+    billing_profile = factory.RelatedFactory(
+        "tests.factories.BillingProfileFactory", factory_related_name="account"
+    )
+
+
+class BillingProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BillingProfile
+        django_get_or_create = ("account",)
+
+    account = factory.SubFactory(AccountFactory, billing_profile=None)
+    currency = "USD"
+    address_line1 = factory.Faker("street_address")
+    city = factory.Faker("city")
+    postal_code = factory.Faker("postcode")
+    country = "US"
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Contact
+
+    account = factory.SubFactory(AccountFactory)
+    name = factory.Faker("name")
+    email = factory.Sequence(lambda n: f"contact{n}@example.com")
+    phone = factory.Sequence(lambda n: f"+1555{n:07d}")
+    role = Contact.Role.BILLING_COPY
+
+
+class BillerReferenceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BillerReference
+
+    account = factory.SubFactory(AccountFactory)
+    biller = factory.SubFactory(BillerFactory)
+    external_ref = factory.Sequence(lambda n: f"EXT-{n:06d}")
+
+
+def api_key_for(biller: Biller, name: str = "test client") -> str:
+    """Create an API key for the biller and return the raw key to send in the Authorization header."""
+    _key, raw = biller_api_key_create(biller=biller, name=name)
+    return raw
