@@ -71,3 +71,29 @@ class AuditRecord(models.Model):
     def __str__(self) -> str:
         when = f"{self.created_at:%Y-%m-%d %H:%M}"
         return f"{when} {self.actor_label} {self.action} {self.object_type}#{self.object_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a write sent with an ``Idempotency-Key`` header, replayed for repeats.
+
+    One row per (client, key). The row is inserted in the same transaction as the write it guards, so a
+    concurrent request with the same key waits on the unique index and then replays the committed answer;
+    a failed write rolls its row back and the key can be used again. See billing_mgmt/api/idempotency.py.
+    """
+
+    client = models.CharField(max_length=100, help_text="Who sent it, e.g. 'biller:3' or 'user:12'.")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
+    status_code = models.PositiveSmallIntegerField()
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "key"], name="idempotency_key_unique_per_client"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client} {self.key} -> {self.status_code}"

@@ -86,9 +86,14 @@ def _next_from_sequence(series: NumberSeries) -> int:
     except DatabaseError:
         pass
     # First use of this series on this database: create its sequence, starting where the counter row is.
+    # CREATE SEQUENCE IF NOT EXISTS can still collide with a concurrent creator; then the sequence exists.
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            start = NumberSeries.objects.values_list("next_value", flat=True).get(pk=series.pk)
+            cursor.execute(f'CREATE SEQUENCE IF NOT EXISTS "{name}" START WITH {int(start)}')
+    except DatabaseError:
+        pass
     with transaction.atomic(), connection.cursor() as cursor:
-        start = NumberSeries.objects.values_list("next_value", flat=True).get(pk=series.pk)
-        cursor.execute(f'CREATE SEQUENCE IF NOT EXISTS "{name}" START WITH {int(start)}')
         cursor.execute("SELECT nextval(%s)", [name])
         return cursor.fetchone()[0]
 

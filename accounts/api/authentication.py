@@ -30,6 +30,8 @@ class BillerClient:
     is_staff = False
     is_superuser = False
     pk = None
+    # An API client has no groups: billing_mgmt.roles.has_role() reads this cache instead of user.groups.
+    _role_names = frozenset()
 
     def __str__(self) -> str:
         return f"api:{self.biller.code}:{self.key.name}"

@@ -9,6 +9,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -53,6 +54,8 @@ def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
 
 
 def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict:
+    if fields and "__all__" in fields:  # Django's key for whole-object errors; DRF's name is clearer
+        fields = {("non_field_errors" if k == "__all__" else k): v for k, v in fields.items()}
     return {
         "error": {
             "code": code,
@@ -69,6 +72,14 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return Response(error_body("invalid", "The request is not valid.", fields), status=400)
+    if isinstance(exc, IntegrityError):
+        # A database constraint refused a write that the checks before it let through: almost always two
+        # concurrent requests racing for one unique value. The transaction is rolled back; tell the client.
+        logger.warning("API integrity error: %s", exc)
+        return Response(
+            error_body("conflict", "The request conflicts with the current state. Reload and try again."),
+            status=409,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
