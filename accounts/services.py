@@ -196,9 +196,16 @@ def biller_reference_set(
         raise Conflict(
             "This reference belongs to another account.", fields={"external_ref": ["Already used."]}
         )
-    reference, created = BillerReference.objects.update_or_create(
-        account=account, biller=biller, defaults={"external_ref": external_ref}
-    )
+    try:
+        with transaction.atomic():
+            reference, _created = BillerReference.objects.update_or_create(
+                account=account, biller=biller, defaults={"external_ref": external_ref}
+            )
+    except IntegrityError as exc:
+        # A concurrent request took this reference between the check above and the write.
+        raise Conflict(
+            "This reference belongs to another account.", fields={"external_ref": ["Already used."]}
+        ) from exc
     if audit:
         audit_record(
             actor=actor,
