@@ -3,9 +3,22 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_mgmt.settings")
 
 app = Celery("billing_mgmt")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Periodic tasks defined in code. Beat's DatabaseScheduler writes them into django_celery_beat's tables at
+# every start (their schedule and arguments come from here); billing admins may disable one in Django admin
+# and add their own periodic tasks there.
+app.conf.beat_schedule = {
+    "reconcile-ledger-nightly": {
+        # Report only: a difference is logged for a person to look at, never silently overwritten.
+        "task": "statements.reconcile_ledger",
+        "schedule": crontab(hour=2, minute=30),
+        "kwargs": {"repair": False},
+    },
+}
