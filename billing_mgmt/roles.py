@@ -46,6 +46,13 @@ def _permissions_for(role: str) -> set[tuple[str, str]]:
 def ensure_roles(**kwargs) -> None:
     """Create the role groups and give them their permissions. Idempotent; runs after every migrate."""
     using = kwargs.get("using", "default")
+    # post_migrate reaches this app before the apps listed after it in INSTALLED_APPS have their permissions
+    # (on a fresh database, and after every test flush): create them all first, or CSRs would get none.
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using)
     for role in ALL_ROLES:
         group, _ = Group.objects.using(using).get_or_create(name=role)
         wanted = _permissions_for(role)
