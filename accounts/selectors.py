@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Replace
 
-from .models import Account, Biller
+from .models import Account, Biller, Contact
+
+# Characters people write inside phone numbers; a search compares the digits (and "+") only.
+PHONE_PUNCTUATION = (" ", "-", "(", ")", ".", "/")
+
+
+def _phone_digits(field: str):
+    expression = F(field)
+    for char in PHONE_PUNCTUATION:
+        expression = Replace(expression, Value(char), Value(""))
+    return expression
 
 
 def account_search(*, query: str, limit: int = 50) -> QuerySet[Account]:
@@ -22,7 +33,9 @@ def account_search(*, query: str, limit: int = 50) -> QuerySet[Account]:
         | Q(biller_references__external_ref__iexact=query)
     )
     if len(digits) >= 4:
-        condition |= Q(contacts__phone__contains=digits)
+        # Stored phones keep their formatting ("+1 (555) 010-7788"): compare without it.
+        phones = Contact.objects.annotate(digits=_phone_digits("phone")).filter(digits__contains=digits)
+        condition |= Q(id__in=phones.values("account_id"))
     ids = Account.objects.filter(condition).values("id").distinct()
     return qs.filter(id__in=ids).order_by("name", "number")[:limit]
 

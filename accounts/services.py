@@ -29,6 +29,10 @@ def _validation_to_app_error(exc: ValidationError, prefix: str = "") -> Applicat
     return ApplicationError("The account is not valid.", fields=fields)
 
 
+def _untimed(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: _untimed(v) if isinstance(v, dict) else v for k, v in state.items() if k != "updated_at"}
+
+
 def _check_hierarchy(account: Account, parent: Account | None) -> None:
     if parent is None:
         if not account.is_paying:
@@ -89,11 +93,12 @@ def account_create(
     account = Account(
         name=name, type=type, status=status, parent=parent, is_paying=is_paying, number="pending"
     )
+    # The hierarchy rules first: full_clean would report the same rules as anonymous constraint violations.
+    _check_hierarchy(account, parent)
     try:
         account.full_clean(exclude=["number"])
     except ValidationError as exc:
         raise _validation_to_app_error(exc) from exc
-    _check_hierarchy(account, parent)
     if (
         biller is not None
         and external_ref
@@ -138,17 +143,17 @@ def account_update(
         if key not in ACCOUNT_FIELDS:
             raise ApplicationError("This field cannot be changed.", fields={key: ["Read-only."]})
         setattr(account, key, value)
+    if "parent" in data or "is_paying" in data:
+        _check_hierarchy(account, account.parent)
     try:
         account.full_clean(exclude=["number"])
     except ValidationError as exc:
         raise _validation_to_app_error(exc) from exc
-    if "parent" in data or "is_paying" in data:
-        _check_hierarchy(account, account.parent)
     account.save()
     if billing_profile is not None or profile is None:
         profile = _save_profile(account, billing_profile)
     after = {**snapshot(account), "billing_profile": snapshot(profile)}
-    if after != before:
+    if _untimed(after) != _untimed(before):  # saving moves updated_at even when nothing changed
         audit_record(
             actor=actor,
             action="account.update",
@@ -164,7 +169,8 @@ def account_update(
 def contact_add(*, account: Account, actor: Any = None, audit: bool = True, **fields: Any) -> Contact:
     contact = Contact(account=account, **fields)
     try:
-        contact.full_clean()
+        # The one-primary rule is left to the database below (race-free, reported as a Conflict).
+        contact.full_clean(validate_constraints=False)
     except ValidationError as exc:
         raise _validation_to_app_error(exc, "contacts.") from exc
     try:

@@ -66,7 +66,9 @@ def to_decimal(value: Decimal | int | str) -> Decimal:
 def quantize(amount: Decimal | int | str, currency: str) -> Decimal:
     """Round an amount to the currency's minor units with the product's one rounding rule."""
     places = minor_units(currency)
-    return to_decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUNDING)
+    result = to_decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUNDING)
+    # -0.004 USD rounds to a negative zero, which would print as "-$0.00": drop the sign of zero.
+    return result if result else abs(result)
 
 
 def is_quantized(amount: Decimal, currency: str) -> bool:

@@ -1,0 +1,75 @@
+"""Admin for the kernel: number series and the audit trail; the admin site's title."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.utils.functional import lazy
+
+from .models import AuditRecord, NumberSeries
+from .numbering import peek_next
+
+
+def _product_name() -> str:
+    return settings.PRODUCT_NAME
+
+
+# Lazy, so that importing the admin does not read settings before they are final.
+product_name = lazy(_product_name, str)()
+admin.site.site_header = lazy(lambda: f"{_product_name()} administration", str)()
+admin.site.site_title = product_name
+admin.site.index_title = "Configuration"
+
+
+@admin.register(NumberSeries)
+class NumberSeriesAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "prefix", "padding", "gapless", "next_number")
+    list_filter = ("gapless",)
+    search_fields = ("code", "name")
+
+    @admin.display(description="Next number")
+    def next_number(self, obj: NumberSeries) -> str:
+        if obj.pk is None:
+            return "-"
+        return obj.format(peek_next(obj))
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # Once numbers have been handed out, the code is referenced by the code base, a gapless series must
+        # stay gapless (tax law) and the counter belongs to the numbering service (a PostgreSQL sequence for
+        # ordinary series, a locked row for gapless ones): editing it here would cause duplicates or gaps.
+        return ("code", "gapless", "next_value", "next_number")
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a series would restart its numbers and clash with numbers already issued.
+        return False
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(admin.ModelAdmin):
+    """Read-only: the database itself refuses UPDATE and DELETE on this table."""
+
+    list_display = (
+        "created_at",
+        "actor_type",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_id",
+        "account_id",
+        "request_id",
+    )
+    list_filter = ("action", "actor_type", "object_type")
+    search_fields = ("=object_id", "=request_id", "actor_label")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
