@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Count, F, FilteredRelation, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -63,9 +63,17 @@ class IssueApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What will use this key, e.g. 'nightly statement push'.")
 
 
+def _https_urls(db_field, **kwargs):
+    # Billers are reached over TLS: a URL typed without a scheme means https.
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
 class BillerAdminForm(forms.ModelForm):
     class Meta:
         model = Biller
+        formfield_callback = _https_urls
         fields = (
             "code",
             "name",
@@ -96,6 +104,7 @@ def _biller_state(biller: Biller) -> dict[str, Any]:
 @admin.register(Biller)
 class BillerAdmin(admin.ModelAdmin):
     form = BillerAdminForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("code", "name", "kind", "active", "pull_enabled", "reference_count")
     list_filter = ("kind", "active", "pull_enabled")
     search_fields = ("code", "name")
