@@ -20,13 +20,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from billing_mgmt.admin import ReadOnlyAdmin, ReadOnlyMixin
 from billing_mgmt.audit import audit_record, snapshot
 from billing_mgmt.errors import ApplicationError
 from billing_mgmt.money import CurrencyError, quantize
 from billing_mgmt.numbering import next_number
 
 from .models import Account, Biller, BillerApiKey, BillerReference, BillingProfile, Contact
-from .services import ACCOUNT_SERIES, _check_hierarchy, biller_api_key_create, biller_api_key_revoke
+from .services import ACCOUNT_SERIES, biller_api_key_create, biller_api_key_revoke, check_hierarchy
 
 # Timestamps change on every save; leaving them out makes "nothing changed" saves write no audit record.
 _VOLATILE = {"created_at", "updated_at"}
@@ -39,7 +40,7 @@ def _state(obj, exclude: set[str] = _VOLATILE) -> dict[str, Any]:
 # --- Billers and API keys -------------------------------------------------------------------------------
 
 
-class BillerApiKeyInline(admin.TabularInline):
+class BillerApiKeyInline(ReadOnlyMixin, admin.TabularInline):
     """Keys are listed read-only: issued with the "Issue API key" button and revoked, never edited."""
 
     model = BillerApiKey
@@ -48,15 +49,6 @@ class BillerApiKeyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     ordering = ("-created_at",)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class IssueApiKeyForm(forms.Form):
@@ -204,7 +196,7 @@ class BillerAdmin(admin.ModelAdmin):
 
 
 @admin.register(BillerApiKey)
-class BillerApiKeyAdmin(admin.ModelAdmin):
+class BillerApiKeyAdmin(ReadOnlyAdmin):
     """Keys are issued from the biller page and revoked here; they are never edited or deleted."""
 
     list_display = ("prefix", "name", "biller", "created_at", "last_used_at", "revoked_at", "active")
@@ -218,15 +210,6 @@ class BillerApiKeyAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="Active")
     def active(self, obj: BillerApiKey) -> bool:
         return obj.is_active
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_revoke_permission(self, request) -> bool:
         return request.user.has_perm("accounts.change_billerapikey")
@@ -255,7 +238,7 @@ class AccountAdminForm(forms.ModelForm):
         if "parent" in cleaned and "is_paying" in cleaned:
             probe = Account(pk=self.instance.pk, is_paying=cleaned["is_paying"])
             try:
-                _check_hierarchy(probe, cleaned["parent"])
+                check_hierarchy(probe, cleaned["parent"])
             except ApplicationError as exc:
                 for field, errors in exc.fields.items():
                     for error in errors:

@@ -33,7 +33,7 @@ def _untimed(state: dict[str, Any]) -> dict[str, Any]:
     return {k: _untimed(v) if isinstance(v, dict) else v for k, v in state.items() if k != "updated_at"}
 
 
-def _check_hierarchy(account: Account, parent: Account | None) -> None:
+def check_hierarchy(account: Account, parent: Account | None) -> None:
     if parent is None:
         if not account.is_paying:
             raise ApplicationError(
@@ -94,7 +94,7 @@ def account_create(
         name=name, type=type, status=status, parent=parent, is_paying=is_paying, number="pending"
     )
     # The hierarchy rules first: full_clean would report the same rules as anonymous constraint violations.
-    _check_hierarchy(account, parent)
+    check_hierarchy(account, parent)
     try:
         account.full_clean(exclude=["number"])
     except ValidationError as exc:
@@ -144,7 +144,7 @@ def account_update(
             raise ApplicationError("This field cannot be changed.", fields={key: ["Read-only."]})
         setattr(account, key, value)
     if "parent" in data or "is_paying" in data:
-        _check_hierarchy(account, account.parent)
+        check_hierarchy(account, account.parent)
     try:
         account.full_clean(exclude=["number"])
     except ValidationError as exc:

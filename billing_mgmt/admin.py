@@ -21,6 +21,23 @@ admin.site.site_title = product_name
 admin.site.index_title = "Configuration"
 
 
+class ReadOnlyMixin:
+    """For records that only services write: the ledger, balances, audit records, API keys."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    pass
+
+
 @admin.register(NumberSeries)
 class NumberSeriesAdmin(admin.ModelAdmin):
     list_display = ("code", "name", "prefix", "padding", "gapless", "next_number")
@@ -47,7 +64,7 @@ class NumberSeriesAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
+class AuditRecordAdmin(ReadOnlyAdmin):
     """Read-only: the database itself refuses UPDATE and DELETE on this table."""
 
     list_display = (
@@ -64,12 +81,3 @@ class AuditRecordAdmin(admin.ModelAdmin):
     search_fields = ("=object_id", "=request_id", "actor_label")
     date_hierarchy = "created_at"
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -7,18 +7,9 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from billing_mgmt.admin import ReadOnlyAdmin
+
 from .models import AccountBalance, FinancialTransaction
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _ledger_url(account_id: int, balance_type: str | None = None) -> str:

@@ -1,6 +1,5 @@
 """Numbering on PostgreSQL, with real concurrent transactions (one connection per thread)."""
 
-import threading
 import time
 
 import pytest
@@ -8,38 +7,10 @@ from django.db import connection, transaction
 
 from billing_mgmt.models import AuditRecord, NumberSeries
 from billing_mgmt.numbering import NumberingError, SeriesSpec, get_series, next_number, next_value, peek_next
+from tests.concurrency import Rollback, run_in_threads
 
 GAPLESS = SeriesSpec(name="Test invoices", prefix="INV-", padding=5, gapless=True)
 SEQUENTIAL = SeriesSpec(name="Test cases", prefix="C", padding=4)
-
-
-class Rollback(Exception):
-    pass
-
-
-def _run_threads(worker, count: int) -> list[BaseException]:
-    """Run ``worker(i)`` in ``count`` threads started together; return the unexpected errors."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            worker(i)
-        except Rollback:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - reported to the test below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    return errors
 
 
 def _take_and_record(code: str, spec: SeriesSpec, i: int, roll_back: bool, hold: float = 0.05) -> None:
@@ -76,7 +47,9 @@ def test_gapless_series_has_no_gaps_or_duplicates_under_concurrency():
     threads = 12
     rolled_back = {2, 5, 6, 11}
 
-    errors = _run_threads(lambda i: _take_and_record("test-invoice", GAPLESS, i, i in rolled_back), threads)
+    _, errors = run_in_threads(
+        lambda i: _take_and_record("test-invoice", GAPLESS, i, i in rolled_back), threads
+    )
 
     assert errors == []
     committed = _committed("INV-")
@@ -90,7 +63,7 @@ def test_gapless_series_has_no_gaps_or_duplicates_under_concurrency():
 def test_gapless_series_created_by_the_first_concurrent_callers():
     """Nobody created the series beforehand: the first callers race to create its row."""
     threads = 6
-    errors = _run_threads(lambda i: _take_and_record("test-invoice-2", GAPLESS, i, i == 0), threads)
+    _, errors = run_in_threads(lambda i: _take_and_record("test-invoice-2", GAPLESS, i, i == 0), threads)
 
     assert errors == []
     assert sorted(_committed("INV-")) == [f"INV-{n:05d}" for n in range(1, threads)]
@@ -113,7 +86,9 @@ def test_sequential_series_is_unique_under_concurrency():
     threads = 12
     rolled_back = {0, 7}
     # No series and no sequence yet: the first callers also race to create them.
-    errors = _run_threads(lambda i: _take_and_record("test-case", SEQUENTIAL, i, i in rolled_back), threads)
+    _, errors = run_in_threads(
+        lambda i: _take_and_record("test-case", SEQUENTIAL, i, i in rolled_back), threads
+    )
 
     assert errors == []
     committed = _committed("C")
@@ -132,7 +107,7 @@ def test_sequential_series_first_use_of_its_sequence_under_concurrency():
     """The series row exists but its database sequence does not: the first callers race to create it."""
     get_series("test-case", SEQUENTIAL)
     threads = 8
-    errors = _run_threads(lambda i: _take_and_record("test-case", SEQUENTIAL, i, i == 3), threads)
+    _, errors = run_in_threads(lambda i: _take_and_record("test-case", SEQUENTIAL, i, i == 3), threads)
 
     assert errors == []
     committed = _committed("C")

@@ -1,46 +1,17 @@
 """Concurrent postings on one account, each thread in its own transaction and connection."""
 
-import threading
 import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from statements.models import AccountBalance, BalanceType, FinancialTransaction
 from statements.selectors import ledger_mismatches, ledger_sum
 from statements.services import transaction_post
+from tests.concurrency import Rollback, run_in_threads
 
 Kind = FinancialTransaction.Kind
-
-
-class Rollback(Exception):
-    pass
-
-
-def _run_threads(worker, count: int) -> tuple[list, list[BaseException]]:
-    barrier = threading.Barrier(count)
-    results: list = []
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results.append(worker(i))
-        except Rollback:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    return results, errors
 
 
 @pytest.mark.django_db(transaction=True)
@@ -66,7 +37,7 @@ def test_concurrent_postings_keep_the_balance_equal_to_the_sum(account_factory):
                 raise Rollback
             return total
 
-    totals, errors = _run_threads(worker, threads)
+    totals, errors = run_in_threads(worker, threads)
 
     assert errors == []
     expected = sum(totals, Decimal(0))
@@ -90,7 +61,7 @@ def test_concurrent_repeats_of_one_idempotency_key_post_once(account_factory):
         )
         return row.pk, created
 
-    results, errors = _run_threads(worker, threads)
+    results, errors = run_in_threads(worker, threads)
 
     assert errors == []
     assert len(results) == threads
