@@ -67,16 +67,23 @@ def ensure_roles(**kwargs) -> None:
         group.permissions.add(*ids)
 
 
+def role_names(user: AbstractBaseUser | AnonymousUser) -> set[str] | frozenset[str]:
+    """The user's group names, read once per request (cached on the user object)."""
+    if not user.is_authenticated:
+        return frozenset()
+    names = getattr(user, "_role_names", None)
+    if names is None:
+        names = set(user.groups.values_list("name", flat=True))
+        user._role_names = names
+    return names
+
+
 def has_role(user: AbstractBaseUser | AnonymousUser, *roles: str) -> bool:
     if not user.is_authenticated or not user.is_active:
         return False
     if user.is_superuser:
         return True
-    names = getattr(user, "_role_names", None)
-    if names is None:
-        names = set(user.groups.values_list("name", flat=True))
-        user._role_names = names  # cached for the request
-    return bool(names.intersection(roles))
+    return bool(role_names(user).intersection(roles))
 
 
 def is_staff_member(user) -> bool:

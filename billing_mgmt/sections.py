@@ -31,7 +31,7 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 from django_htmx.http import HttpResponseClientRedirect
 
-from .roles import STAFF_ROLES, is_staff_member
+from .roles import STAFF_ROLES, is_staff_member, role_names
 
 HEADER = "header"  # small tiles beside the account's name (balance, past due, alerts)
 MAIN = "main"  # the wide column (ledger, statements, payments, disputes)
@@ -125,10 +125,7 @@ def role_label(user) -> str:
         return ""
     if user.is_superuser:
         return "Superuser"
-    names = getattr(user, "_role_names", None)  # cached by roles.has_role for this request
-    if names is None:
-        names = set(user.groups.values_list("name", flat=True))
-        user._role_names = names
+    names = role_names(user)
     return ", ".join(role for role in STAFF_ROLES if role in names)
 
 
