@@ -10,7 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from billing_mgmt.money import currency_field
+from billing_mgmt.money import currency_field, locale_validator
 
 
 class Biller(models.Model):
@@ -191,9 +191,14 @@ class BillingProfile(models.Model):
 
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="billing_profile")
     currency = currency_field(default="USD")
-    language = models.CharField(max_length=10, default="en", help_text="Language of bills, e.g. 'en', 'de'.")
+    language = models.CharField(
+        max_length=10, default="en", validators=[locale_validator], help_text="Language of bills, e.g. 'en'."
+    )
     locale = models.CharField(
-        max_length=20, default="en_US", help_text="Number and date format, e.g. 'de_DE'."
+        max_length=20,
+        default="en_US",
+        validators=[locale_validator],
+        help_text="Number format, e.g. 'de_DE'.",
     )
     bill_cycle_day = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(28)]

@@ -102,10 +102,10 @@ def account_search(request: HttpRequest) -> HttpResponse:
 
 
 def _load_account(number: str) -> Account:
-    account_id = Account.objects.filter(number=number).values_list("pk", flat=True).first()
-    if account_id is None:
-        raise Http404(f"No account {number}.")
-    return selectors.account_detail(account_id=account_id)
+    try:
+        return selectors.account_detail(number=number)
+    except Account.DoesNotExist:
+        raise Http404(f"No account {number}.") from None
 
 
 def _render_slot(request: HttpRequest, account: Account, slot: str) -> list[dict]:

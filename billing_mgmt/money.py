@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
+from babel.core import Locale, UnknownLocaleError
 from babel.numbers import format_currency, get_currency_precision, list_currencies
+from django.core.exceptions import ValidationError
 from django.db import models
 
 ROUNDING = ROUND_HALF_UP
@@ -76,9 +78,44 @@ def is_quantized(amount: Decimal, currency: str) -> bool:
     return to_decimal(amount) == quantize(amount, currency)
 
 
-def format_money(amount: Decimal, currency: str, locale: str = "en_US") -> str:
-    """Locale-aware display, e.g. 1234.5 USD -> '$1,234.50' (en_US) or '1.234,50 $' (de_DE)."""
-    return format_currency(quantize(amount, currency), currency, locale=locale or "en_US")
+DEFAULT_LOCALE = "en_US"
+
+
+@lru_cache(maxsize=256)
+def _known_locale(locale: str) -> str:
+    try:
+        Locale.parse(locale)
+    except (UnknownLocaleError, ValueError, TypeError):
+        return DEFAULT_LOCALE
+    return locale
+
+
+def format_money(amount: Decimal, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+    """Locale-aware display, e.g. 1234.5 USD -> '$1,234.50' (en_US) or '1.234,50 $' (de_DE).
+
+    A locale Babel does not know (old data, a typo) falls back to en_US: an amount is always shown.
+    """
+    return format_currency(
+        quantize(amount, currency), currency, locale=_known_locale(locale or DEFAULT_LOCALE)
+    )
+
+
+def currency_code_validator(value: str) -> None:
+    """Django validator: an ISO 4217 code Babel knows (so its minor units are known)."""
+    try:
+        validate_currency(value)
+    except CurrencyError as exc:
+        raise ValidationError(str(exc), code="invalid_currency") from exc
+
+
+def locale_validator(value: str) -> None:
+    """Django validator: a locale or language Babel can format in, e.g. 'en_US', 'de_DE', 'fr'."""
+    try:
+        Locale.parse(value)
+    except (UnknownLocaleError, ValueError, TypeError) as exc:
+        raise ValidationError(
+            f"'{value}' is not a known locale (use e.g. 'en_US', 'de_DE').", code="locale"
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +201,6 @@ def rate_field(**kwargs) -> models.DecimalField:
 
 
 def currency_field(**kwargs) -> models.CharField:
-    from django.core.validators import RegexValidator
-
     kwargs.setdefault("max_length", 3)
-    kwargs.setdefault("validators", [RegexValidator(r"^[A-Z]{3}$", "Use a 3-letter ISO 4217 code.")])
+    kwargs.setdefault("validators", [currency_code_validator])
     return models.CharField(**kwargs)

@@ -5,9 +5,6 @@ Registered in StatementsConfig.ready(); the account page (accounts) calls them w
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from babel.core import UnknownLocaleError
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 
@@ -27,14 +24,6 @@ def _locale(account: Account) -> str:
     return (profile.locale if profile else "") or "en_US"
 
 
-def _money(amount: Decimal, currency: str, locale: str) -> str:
-    try:
-        return format_money(amount, currency, locale)
-    except (UnknownLocaleError, ValueError):
-        # A profile with a locale Babel does not know still shows its amounts.
-        return format_money(amount, currency, "en_US")
-
-
 def balance_section(request: HttpRequest, account: Account) -> str:
     locale = _locale(account)
     tiles = []
@@ -49,7 +38,7 @@ def balance_section(request: HttpRequest, account: Account) -> str:
         tiles.append(
             {
                 "label": "Balance" if receivable else balance.get_balance_type_display(),
-                "amount": _money(balance.amount, balance.currency, locale),
+                "amount": format_money(balance.amount, balance.currency, locale),
                 "state": state,
                 "count": balance.transaction_count,
             }
@@ -69,7 +58,7 @@ def ledger_section(request: HttpRequest, account: Account) -> str:
     entries = [
         {
             "tx": tx,
-            "amount": _money(tx.amount, tx.currency, locale),
+            "amount": format_money(tx.amount, tx.currency, locale),
             "is_credit": tx.amount < 0,
             "source": tx.biller.name if tx.biller_id else "This system",
         }

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -8,8 +9,10 @@ from billing_mgmt.money import (
     CurrencyError,
     Money,
     allocate,
+    currency_code_validator,
     format_money,
     is_quantized,
+    locale_validator,
     minor_units,
     quantize,
     to_decimal,
@@ -199,3 +202,29 @@ def test_allocate_parts_always_sum_to_the_rounded_total(amount, currency, weight
         assert abs(part.amount - rounded * weight / weight_sum) < step
         if weight == 0:
             assert part.amount == 0
+
+
+def test_format_money_falls_back_to_en_us_for_an_unknown_locale():
+    assert format_money(Decimal("1234.5"), "EUR", "xx_NOPE") == "€1,234.50"
+
+
+@pytest.mark.parametrize("code", ["USD", "JPY", "KWD"])
+def test_currency_code_validator_accepts_iso_codes(code):
+    currency_code_validator(code)
+
+
+@pytest.mark.parametrize("code", ["usd", "XYZ", "US", "", "USDD"])
+def test_currency_code_validator_refuses_other_codes(code):
+    with pytest.raises(ValidationError):
+        currency_code_validator(code)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("en_US", True), ("de_DE", True), ("fr", True), ("xx_NOPE", False), ("", False)]
+)
+def test_locale_validator(value, ok):
+    if ok:
+        locale_validator(value)
+    else:
+        with pytest.raises(ValidationError):
+            locale_validator(value)
