@@ -73,16 +73,22 @@ class BillerAdminForm(forms.ModelForm):
             "active",
             "contact_email",
             "pull_enabled",
+            "pull_kind",
             "pull_url",
+            "drop_folder",
             "pull_interval_minutes",
             "pull_auth_header",
         )
 
     def clean(self):
         cleaned = super().clean()
-        # The same rule as the biller_pull_needs_url constraint, said on the field that is missing.
-        if cleaned.get("pull_enabled") and not cleaned.get("pull_url"):
-            self.add_error("pull_url", "A pull URL is required when pull is enabled.")
+        # The same rule as the biller_pull_needs_source constraint, said on the field that is missing.
+        if cleaned.get("pull_enabled"):
+            if cleaned.get("pull_kind") == Biller.PullKind.FILE_DROP:
+                if not cleaned.get("drop_folder"):
+                    self.add_error("drop_folder", "A drop folder is required for a file-drop pull.")
+            elif not cleaned.get("pull_url"):
+                self.add_error("pull_url", "A pull URL is required when pull is enabled.")
         return cleaned
 
 

@@ -24,9 +24,18 @@ class Biller(models.Model):
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.EXTERNAL)
     active = models.BooleanField(default=True)
-    # Pull: the product collects data from the biller on a schedule and on demand (F2 uses these).
+
+    class PullKind(models.TextChoices):
+        HTTP = "http", "HTTP pull contract (JSON, paged, changes since a watermark)"
+        FILE_DROP = "file_drop", "File drop (JSON or CSV files in a folder)"
+
+    # Pull: the product collects data from the biller on a schedule and on demand (docs/pull-contract.md).
     pull_enabled = models.BooleanField(default=False)
+    pull_kind = models.CharField(max_length=10, choices=PullKind.choices, default=PullKind.HTTP)
     pull_url = models.URLField(blank=True, help_text="Base URL of the biller's export API.")
+    drop_folder = models.CharField(
+        max_length=500, blank=True, help_text="Folder the biller drops JSON or CSV files into (file drop)."
+    )
     pull_interval_minutes = models.PositiveIntegerField(
         default=1440, validators=[MinValueValidator(5)], help_text="How often a scheduled pull runs."
     )
@@ -41,7 +50,10 @@ class Biller(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(pull_enabled=False) | ~Q(pull_url=""), name="biller_pull_needs_url"
+                condition=Q(pull_enabled=False)
+                | (Q(pull_kind="http") & ~Q(pull_url=""))
+                | (Q(pull_kind="file_drop") & ~Q(drop_folder="")),
+                name="biller_pull_needs_source",
             ),
         ]
 

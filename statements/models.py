@@ -1,4 +1,5 @@
-"""What is owed: the ledger (FinancialTransaction) and cached balances. Statements arrive with F2."""
+"""What is owed: statements (bills) and their lines and usage, the ledger (FinancialTransaction), cached
+balances, billers' own balance snapshots, and the state of collecting data from billers (pull)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import Account, Biller
-from billing_mgmt.money import currency_field, money_field
+from billing_mgmt.money import currency_field, money_field, rate_field
+
+QUANTITY_DIGITS = 19
+QUANTITY_PLACES = 6
+
+
+def quantity_field(**kwargs) -> models.DecimalField:
+    """Quantities of usage and of lines (minutes, MB, kWh): six places, enough for metered units."""
+    return models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES, **kwargs)
 
 
 class BalanceType(models.TextChoices):
@@ -73,6 +82,11 @@ class FinancialTransaction(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Not frozen: a row is tied to the statement it appeared on (a bill's own row at once; payments and
+    # adjustments when a later bill sweeps them).
+    statement = models.ForeignKey(
+        "Statement", null=True, blank=True, on_delete=models.PROTECT, related_name="transactions"
+    )
 
     class Meta:
         ordering = ["-posted_at", "-id"]
@@ -85,7 +99,10 @@ class FinancialTransaction(models.Model):
             models.CheckConstraint(condition=~Q(amount=Decimal(0)), name="ledger_amount_not_zero"),
             models.CheckConstraint(condition=~Q(corrects=models.F("id")), name="ledger_not_self_correcting"),
         ]
-        indexes = [models.Index(fields=["account", "balance_type", "posted_at"])]
+        indexes = [
+            models.Index(fields=["account", "balance_type", "posted_at"]),
+            models.Index(fields=["account", "biller", "effective_date"], name="ledger_account_biller_date"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount} {self.currency} on {self.account_id}"
@@ -115,3 +132,343 @@ class AccountBalance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.balance_type}: {self.amount} {self.currency}"
+
+
+class Channel(models.TextChoices):
+    """How a record reached this product."""
+
+    API = "api", "Pushed by the biller (API)"
+    PULL = "pull", "Pulled from the biller"
+    FILE = "file", "File drop"
+    ENGINE = "engine", "Billed by this product"
+    ADMIN = "admin", "Entered by an admin"
+
+
+class Statement(models.Model):
+    """A bill as the customer sees it, from one biller: header amounts, lines and usage.
+
+    The amounts add up as the invoice does (source 003): ``total_due = previous_balance - payments +
+    adjustments + new_charges + taxes`` (checked by the ingest service, exactly: every amount is already
+    rounded to the currency's minor unit); ``payments`` is what was received (a positive number),
+    ``adjustments`` is signed (negative is a credit). The ledger carries ``new_charges + taxes`` once, as a
+    row of kind BILL (``statements.services.statement_ingest``); payments and adjustments reach the ledger
+    as their own rows.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PARTIALLY_PAID = "partially_paid", "Partially paid"
+        PAID = "paid", "Paid"
+        OVERDUE = "overdue", "Overdue"
+
+    # Statuses after which a biller may no longer replace the statement silently.
+    SETTLED_STATUSES = (Status.PAID, Status.PARTIALLY_PAID)
+
+    number = models.CharField(max_length=40, help_text="The number printed on the bill.")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="statements")
+    biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="statements")
+    external_id = models.CharField(max_length=100, help_text="The biller's id for this statement.")
+    statement_date = models.DateField()
+    period_start = models.DateField()
+    period_end = models.DateField()
+    due_date = models.DateField()
+    currency = currency_field()
+    previous_balance = money_field(default=Decimal(0))
+    payments = money_field(default=Decimal(0), help_text="Received since the previous bill (positive).")
+    adjustments = money_field(default=Decimal(0), help_text="Signed: negative is a credit.")
+    new_charges = money_field(default=Decimal(0), help_text="Charges of the period before tax.")
+    taxes = money_field(default=Decimal(0))
+    total_due = money_field(default=Decimal(0))
+    disputed_amount = money_field(
+        default=Decimal(0), help_text="Held out of past due while disputes are open (F7 maintains it)."
+    )
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.OPEN)
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.API)
+    version = models.PositiveIntegerField(default=1, help_text="1, then +1 each time the biller replaces it.")
+    content_hash = models.CharField(max_length=64, editable=False)
+    received_at = models.DateTimeField(help_text="When this version arrived.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    usage_detail_purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the retention job removed its usage lines (totals kept)."
+    )
+
+    class Meta:
+        ordering = ["-statement_date", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["biller", "external_id"], name="statement_external_id_per_biller"
+            ),
+            models.UniqueConstraint(fields=["biller", "number"], name="statement_number_per_biller"),
+            models.CheckConstraint(
+                condition=Q(period_start__lte=models.F("period_end")), name="statement_period_in_order"
+            ),
+            models.CheckConstraint(
+                condition=Q(due_date__gte=models.F("statement_date")), name="statement_due_after_date"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "-statement_date", "-id"], name="statement_account_recent"),
+            models.Index(fields=["statement_date", "biller"], name="statement_date_biller"),
+            models.Index(fields=["status", "due_date"], name="statement_status_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Statement {self.number}"
+
+    @property
+    def ledger_amount(self) -> Decimal:
+        """What the ledger carries for this statement: its charges of the period, tax included."""
+        return self.new_charges + self.taxes
+
+    @property
+    def is_settled(self) -> bool:
+        return self.status in self.SETTLED_STATUSES
+
+    @property
+    def is_disputed(self) -> bool:
+        return self.disputed_amount != 0
+
+
+class StatementLine(models.Model):
+    """One charge, credit or tax on a statement, for a product or service (and a device or meter)."""
+
+    class Type(models.TextChoices):
+        RECURRING = "recurring", "Recurring"
+        USAGE = "usage", "Usage"
+        ONE_TIME = "one_time", "One-time"
+        DISCOUNT = "discount", "Discount"
+        TAX = "tax", "Tax"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        OTHER = "other", "Other"
+
+    # Line types whose amounts make up the statement's new charges (tax and adjustment lines add up to
+    # the statement's taxes and adjustments instead).
+    CHARGE_TYPES = (Type.RECURRING, Type.USAGE, Type.ONE_TIME, Type.DISCOUNT, Type.OTHER)
+
+    statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField(help_text="Order on the bill.")
+    line_type = models.CharField(max_length=12, choices=Type.choices)
+    product = models.CharField(max_length=200, blank=True, help_text="Product or service name.")
+    service_identifier = models.CharField(
+        max_length=100, blank=True, db_index=True, help_text="Phone number, meter, device, …"
+    )
+    description = models.CharField(max_length=300, blank=True)
+    quantity = quantity_field(null=True, blank=True)
+    unit = models.CharField(max_length=20, blank=True)
+    unit_price = rate_field(null=True, blank=True)
+    amount = money_field()
+    tax = money_field(default=Decimal(0))
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    external_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["statement", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["statement", "external_id"],
+                condition=~Q(external_id=""),
+                name="statement_line_external_id_unique",
+            ),
+            models.UniqueConstraint(fields=["statement", "position"], name="statement_line_position_unique"),
+            models.CheckConstraint(
+                condition=Q(period_start__isnull=True)
+                | Q(period_end__isnull=True)
+                | Q(period_start__lte=models.F("period_end")),
+                name="statement_line_period_in_order",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_line_type_display()} {self.product or self.description} {self.amount}"
+
+
+class UsageSummary(models.Model):
+    """How much of one kind of usage a service used in a statement's period (voice minutes, data MB, kWh)."""
+
+    statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="usage_summaries")
+    service_identifier = models.CharField(max_length=100, blank=True)
+    usage_type = models.SlugField(max_length=40, help_text="e.g. voice, data, sms, electricity.")
+    quantity = quantity_field()
+    unit = models.CharField(max_length=20, help_text="e.g. min, MB, msg, kWh.")
+    included_quantity = quantity_field(
+        null=True, blank=True, help_text="Allowance included in the plan, when the biller reports it."
+    )
+
+    class Meta:
+        verbose_name_plural = "usage summaries"
+        ordering = ["statement", "service_identifier", "usage_type"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["statement", "service_identifier", "usage_type"], name="usage_summary_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service_identifier} {self.usage_type}: {self.quantity} {self.unit}"
+
+
+class BillerBalanceSnapshot(models.Model):
+    """A biller's own statement of what an account owes it at a moment. Kept, compared, never overwritten."""
+
+    biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="balance_snapshots")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="biller_balance_snapshots")
+    as_of = models.DateTimeField()
+    amount = money_field(help_text="Positive: the customer owes the biller.")
+    currency = currency_field()
+    external_id = models.CharField(max_length=100, blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.API)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-as_of", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["biller", "account", "as_of"], name="snapshot_one_per_moment"),
+            models.UniqueConstraint(
+                fields=["biller", "external_id"],
+                condition=~Q(external_id=""),
+                name="snapshot_external_id_per_biller",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "biller", "-as_of"], name="snapshot_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.biller_id}: {self.account_id} owes {self.amount} {self.currency} at {self.as_of}"
+
+
+class BillerSync(models.Model):
+    """Where collecting data from one pull biller stands: the watermark of the last successful load.
+
+    A failed load keeps the watermark and records its error here (visible in admin); the next load starts
+    again from the last good watermark. The schedule is a django-celery-beat PeriodicTask an admin can edit.
+    """
+
+    biller = models.OneToOneField(Biller, on_delete=models.CASCADE, related_name="sync")
+    watermark = models.CharField(max_length=200, blank=True, help_text="Opaque 'changes since' token.")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The beat schedule that runs this pull.",
+    )
+
+    class Meta:
+        verbose_name = "biller sync"
+
+    def __str__(self) -> str:
+        return f"Sync of {self.biller}"
+
+
+class AccountSync(models.Model):
+    """How fresh one account's data from one pull biller is (an account refresh keeps its own watermark)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="biller_syncs")
+    biller = models.ForeignKey(Biller, on_delete=models.CASCADE, related_name="account_syncs")
+    watermark = models.CharField(max_length=200, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "biller"], name="account_sync_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} from {self.biller_id}"
+
+
+class PullRun(models.Model):
+    """One load from one biller: scheduled, started by an admin, or an account refresh."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Started by an admin"
+        ACCOUNT_REFRESH = "account_refresh", "Account refresh"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    biller = models.ForeignKey(Biller, on_delete=models.CASCADE, related_name="pull_runs")
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.CASCADE, related_name="pull_runs"
+    )
+    refresh = models.ForeignKey(
+        "AccountRefresh", null=True, blank=True, on_delete=models.CASCADE, related_name="pull_runs"
+    )
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    watermark_before = models.CharField(max_length=200, blank=True)
+    watermark_after = models.CharField(max_length=200, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    rejections = models.JSONField(default=list, blank=True, help_text="The first rejected records and why.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["biller", "-started_at"], name="pull_run_recent")]
+
+    def __str__(self) -> str:
+        return f"Pull from {self.biller_id} at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class AccountRefresh(models.Model):
+    """A CSR's "Refresh from billers" for one account: queued, running, then done or failed."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="refreshes")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Refresh of {self.account_id} ({self.status})"
+
+
+class DataRetention(models.Model):
+    """Retention settings (one row, edited in admin). Off by default: nothing is removed until set."""
+
+    usage_detail_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Remove usage lines of statements older than this many days (totals stay). Empty: keep.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "data retention"
+        verbose_name_plural = "data retention"
+
+    def __str__(self) -> str:
+        days = self.usage_detail_days
+        return f"Usage detail kept {days} days" if days else "Usage detail kept forever"
+
+    @classmethod
+    def current(cls) -> DataRetention:
+        return cls.objects.order_by("pk").first() or cls()
