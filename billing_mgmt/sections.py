@@ -4,7 +4,7 @@
 above it. Instead, every app registers its sections here from its ``AppConfig.ready()``:
 
     register_section(AccountSection(
-        key="ledger", title="Ledger", view="statements.views.ledger_section", order=50,
+        key="ledger", title="Ledger", view="statements.views.ledger.ledger_section", order=50,
         permission="statements.view_financialtransaction",
     ))
 

@@ -11,7 +11,7 @@ class StatementsConfig(AppConfig):
             AccountSection(
                 key="balance",
                 title="Balance",
-                view="statements.views.balance_section",
+                view="statements.views.ledger.balance_section",
                 order=10,
                 slot=HEADER,
                 permission="statements.view_accountbalance",
@@ -21,7 +21,7 @@ class StatementsConfig(AppConfig):
             AccountSection(
                 key="ledger",
                 title="Ledger",
-                view="statements.views.ledger_section",
+                view="statements.views.ledger.ledger_section",
                 order=50,
                 slot=MAIN,
                 permission="statements.view_financialtransaction",

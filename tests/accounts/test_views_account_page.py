@@ -188,8 +188,8 @@ def test_unknown_locale_falls_back_to_en_us(csr_client, account_factory):
 
 
 def test_ledger_is_capped_on_the_page_and_longer_on_its_own_page(csr_client, account_factory, monkeypatch):
-    monkeypatch.setattr("statements.views.LEDGER_ROWS", 2)
-    monkeypatch.setattr("statements.views.LEDGER_ROWS_FULL", 3)
+    monkeypatch.setattr("statements.views.ledger.LEDGER_ROWS", 2)
+    monkeypatch.setattr("statements.views.ledger.LEDGER_ROWS_FULL", 3)
     account = account_factory()
     for i in range(4):
         transaction_post(

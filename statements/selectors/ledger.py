@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.db.models import Count, Max, Sum
 
-from .models import AccountBalance, BalanceType, FinancialTransaction
+from statements.models import AccountBalance, BalanceType, FinancialTransaction
 
 
 @dataclass(frozen=True)

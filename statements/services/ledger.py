@@ -14,8 +14,7 @@ from accounts.models import Account, Biller
 from billing_mgmt.audit import audit_record, snapshot
 from billing_mgmt.errors import ApplicationError, Conflict
 from billing_mgmt.money import is_quantized, to_decimal, validate_currency
-
-from .models import AccountBalance, BalanceType, FinancialTransaction
+from statements.models import AccountBalance, BalanceType, FinancialTransaction
 
 
 def _existing(*, biller: Biller | None, external_id: str, idempotency_key: str | None):
@@ -53,6 +52,7 @@ def transaction_post(
     idempotency_key: str | None = None,
     corrects: FinancialTransaction | None = None,
     description: str = "",
+    statement: Any = None,
     actor: Any = None,
 ) -> tuple[FinancialTransaction, bool]:
     """Post one ledger row and move the cached balance with it. Returns (row, created).
@@ -102,6 +102,7 @@ def transaction_post(
         idempotency_key=idempotency_key or None,
         corrects=corrects,
         description=description,
+        statement=statement,
         created_by=actor
         if getattr(actor, "is_authenticated", False) and not getattr(actor, "is_api_client", False)
         else None,
@@ -175,7 +176,7 @@ def transaction_reverse(
 @transaction.atomic
 def balances_rebuild(*, account_ids: list[int] | None = None, actor: Any = "reconcile_ledger") -> int:
     """Recompute cached balances from the ledger (the cache is derived data). Returns rows changed."""
-    from .selectors import ledger_mismatches
+    from statements.selectors import ledger_mismatches
 
     changed = 0
     for mismatch in ledger_mismatches(account_ids=account_ids):

@@ -11,9 +11,8 @@ from django.template.loader import render_to_string
 from accounts.models import Account
 from billing_mgmt.money import format_money
 from billing_mgmt.sections import is_partial
-
-from . import selectors
-from .models import BalanceType
+from statements import selectors
+from statements.models import BalanceType
 
 LEDGER_ROWS = 20
 LEDGER_ROWS_FULL = 200  # on the section's own page (/accounts/<number>/sections/ledger/)
