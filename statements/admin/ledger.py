@@ -8,8 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from billing_mgmt.admin import ReadOnlyAdmin
-
-from .models import AccountBalance, FinancialTransaction
+from statements.models import AccountBalance, FinancialTransaction
 
 
 def _ledger_url(account_id: int, balance_type: str | None = None) -> str:
