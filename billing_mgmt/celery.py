@@ -21,4 +21,14 @@ app.conf.beat_schedule = {
         "schedule": crontab(hour=2, minute=30),
         "kwargs": {"repair": False},
     },
+    "mark-overdue-statements-nightly": {
+        # Just after midnight in the business's zone (CELERY_TIMEZONE), so "past due" means the day is over.
+        "task": "statements.mark_overdue",
+        "schedule": crontab(hour=0, minute=20),
+    },
+    "purge-usage-detail-nightly": {
+        # Does nothing until a billing admin sets a retention period (Data retention in Django admin).
+        "task": "statements.purge_usage_detail",
+        "schedule": crontab(hour=3, minute=15),
+    },
 }

@@ -28,6 +28,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "accounts.view_billerreference",
         "statements.view_financialtransaction",
         "statements.view_accountbalance",
+        "statements.view_statement",
+        "statements.view_statementline",
+        "statements.view_usagesummary",
+        "statements.view_billerbalancesnapshot",
     ),
     SUPERVISOR: (),  # everything a CSR has, plus approvals added by later features
     BILLING_ADMIN: (*(f"{app}.*" for app in PROJECT_APPS), "django_celery_beat.*", "django_celery_results.*"),

@@ -183,6 +183,10 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# The largest request body accepted (bytes), JSON included (DRF reads JSON through HttpRequest.body). Bulk
+# ingest of up to 5,000 statements with their lines needs more than Django's 2.5 MB default; a larger body is
+# a 413 request_too_large (billing_mgmt.api.errors).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=50 * 1024 * 1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Billing Management API",
     "DESCRIPTION": "REST API for billers and scripts. Amounts are decimal strings with an ISO 4217 currency.",
@@ -192,6 +196,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",  # operation ids without the version: statements_update, ...
+    # Several apps have a "status" or "type" with different choices: name each set once, by what it is.
+    "ENUM_NAME_OVERRIDES": {
+        "AccountStatusEnum": "accounts.models.Account.Status",
+        "AccountTypeEnum": "accounts.models.Account.Type",
+        "StatementStatusEnum": "statements.models.Statement.Status",
+        "StatementLineTypeEnum": "statements.models.StatementLine.Type",
+        "IngestStatusEnum": "statements.api.serializers.INGEST_STATUSES",
+    },
 }
 
 # Security: strict when DEBUG is off (manage.py check --deploy passes with production variables).

@@ -8,6 +8,7 @@ from billing_mgmt.views import healthz
 
 api_v1 = [
     path("", include("accounts.api.urls")),
+    path("", include("statements.api.urls")),
 ]
 
 urlpatterns = [

@@ -5,7 +5,7 @@ class StatementsConfig(AppConfig):
     name = "statements"
 
     def ready(self) -> None:
-        from billing_mgmt.sections import HEADER, MAIN, AccountSection, register_section
+        from billing_mgmt.sections import HEADER, MAIN, SIDE, AccountSection, register_section
 
         register_section(
             AccountSection(
@@ -25,5 +25,55 @@ class StatementsConfig(AppConfig):
                 order=50,
                 slot=MAIN,
                 permission="statements.view_financialtransaction",
+            )
+        )
+        # Freshness of the data pulled from the account's billers, and the "Refresh from billers" button.
+        register_section(
+            AccountSection(
+                key="freshness",
+                title="Data from billers",
+                view="statements.views.refresh.freshness_section",
+                order=15,
+                slot=SIDE,
+                permission="statements.view_statement",
+            )
+        )
+        # A biller's beat schedule follows its pull settings (why a receiver: statements/receivers.py).
+        from django.db.models.signals import post_save
+
+        from .receivers import biller_saved
+
+        post_save.connect(
+            biller_saved, sender="accounts.Biller", dispatch_uid="statements.biller_pull_schedule"
+        )
+        # Statements, biller balances and charts (statements/views/statements.py, charts.py).
+        register_section(
+            AccountSection(
+                key="biller-balances",
+                title="Account balances",
+                view="statements.views.statements.balances_section",
+                order=15,
+                slot=MAIN,
+                permission="statements.view_billerbalancesnapshot",
+            )
+        )
+        register_section(
+            AccountSection(
+                key="statements",
+                title="Statements",
+                view="statements.views.statements.statements_section",
+                order=20,
+                slot=MAIN,
+                permission="statements.view_statement",
+            )
+        )
+        register_section(
+            AccountSection(
+                key="charts",
+                title="Billing & usage",
+                view="statements.views.charts.charts_section",
+                order=25,
+                slot=MAIN,
+                permission="statements.view_statement",
             )
         )

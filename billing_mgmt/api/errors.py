@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import Http404
@@ -28,6 +30,7 @@ _CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
+    413: "request_too_large",
     415: "unsupported_media_type",
     429: "throttled",
 }
@@ -72,6 +75,14 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return Response(error_body("invalid", "The request is not valid.", fields), status=400)
+    if isinstance(exc, RequestDataTooBig):
+        # Django would answer a bare 400 (it is a SuspiciousOperation); the client needs to know it may retry
+        # with smaller requests.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            error_body("request_too_large", f"The request body is larger than the limit of {limit} bytes."),
+            status=413,
+        )
     if isinstance(exc, IntegrityError):
         # A database constraint refused a write that the checks before it let through: almost always two
         # concurrent requests racing for one unique value. The transaction is rolled back; tell the client.

@@ -169,15 +169,19 @@ def _write_details(statement: Statement, data: dict[str, Any]) -> None:
     )
 
 
-def _post_charges(statement: Statement, actor: Any) -> None:
+def _post_charges(statement: Statement, actor: Any, *, new: bool = False) -> None:
     """Bring the ledger's rows for this statement to its new charges + taxes: the first version posts them;
     a replacement posts the difference as a correction of the first row (the ledger is append-only)."""
-    bill_rows = FinancialTransaction.objects.filter(statement=statement, kind=FinancialTransaction.Kind.BILL)
-    posted = bill_rows.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    posted, first = Decimal(0), None
+    if not new:  # a statement created in this transaction has no rows yet: save the two reads
+        bill_rows = FinancialTransaction.objects.filter(
+            statement=statement, kind=FinancialTransaction.Kind.BILL
+        )
+        posted = bill_rows.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+        first = bill_rows.order_by("id").first()
     delta = statement.ledger_amount - posted
     if delta == 0:
         return
-    first = bill_rows.order_by("id").first()
     replaced = f" (replaced, version {statement.version})" if first else ""
     transaction_post(
         account=statement.account,
@@ -263,7 +267,7 @@ def statement_ingest(
             ) from None
         _write_details(statement, data)
         _post_opening_balance(statement, actor)
-        _post_charges(statement, actor)
+        _post_charges(statement, actor, new=True)
         audit_record(
             actor=actor,
             action="statement.create",
@@ -281,6 +285,10 @@ def statement_ingest(
         )
     if existing.content_hash == content_hash:
         if existing.status == data["status"]:
+            return existing, DUPLICATE
+        if existing.status == Statement.Status.OVERDUE and data["status"] == Statement.Status.OPEN:
+            # Overdue is this product's judgement (statements_mark_overdue); an unchanged re-send that still
+            # says "open" does not undo it, or the bill would flip back and forth every night.
             return existing, DUPLICATE
         before = snapshot(existing, ["status"])
         existing.status = data["status"]

@@ -29,19 +29,26 @@ def notes():
     sections.unregister_section("notes")
 
 
-def test_f1_sections_are_registered_by_their_apps():
+def test_sections_are_registered_by_their_apps():
     keys = {s.key: (s.slot, s.title) for s in account_sections()}
     assert keys == {
         "balance": ("header", "Balance"),
+        "biller-balances": ("main", "Account balances"),
+        "statements": ("main", "Statements"),
+        "charts": ("main", "Billing & usage"),
         "ledger": ("main", "Ledger"),
         "profile": ("side", "Billing profile"),
+        "freshness": ("side", "Data from billers"),
         "contacts": ("side", "Contacts"),
         "references": ("side", "Biller references"),
     }
 
 
 def test_sections_are_ordered_per_slot():
-    assert [s.key for s in account_sections(slot="side")] == ["profile", "contacts", "references"]
+    side = [s.key for s in account_sections(slot="side")]
+    assert side == ["profile", "freshness", "contacts", "references"]
+    main = [s.key for s in account_sections(slot="main")]
+    assert main == ["biller-balances", "statements", "charts", "ledger"]
 
 
 def test_registering_the_same_section_again_is_harmless():

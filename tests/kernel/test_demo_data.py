@@ -10,16 +10,24 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import Account, Biller, BillerApiKey, BillerReference, BillingProfile, Contact
 from billing_mgmt import roles
-from billing_mgmt.management.commands.load_demo import DemoLoader
+from billing_mgmt.management.commands.load_demo import LATE_FEE, STATEMENT_MONTHS, DemoLoader, DemoStatements
 from billing_mgmt.models import AuditRecord, NumberSeries
-from statements.models import AccountBalance, FinancialTransaction
-from statements.selectors import ledger_mismatches
+from statements.models import (
+    AccountBalance,
+    BillerBalanceSnapshot,
+    FinancialTransaction,
+    Statement,
+    StatementLine,
+    UsageSummary,
+)
+from statements.selectors import biller_balance_comparisons, ledger_mismatches, reconciliation_differences
 
 pytestmark = pytest.mark.django_db
 
 COUNTED = (
     Account, BillingProfile, Contact, Biller, BillerReference, BillerApiKey, FinancialTransaction,
     AccountBalance, AuditRecord, get_user_model(),
+    Statement, StatementLine, UsageSummary, BillerBalanceSnapshot,
 )  # fmt: skip
 
 
@@ -54,11 +62,14 @@ def test_load_demo_builds_the_demo_world():
 
     assert sorted(Biller.objects.values_list("code", "kind")) == [
         ("acme", "internal"),
+        ("contoso", "external"),  # pulled from the fake biller (statements/fake_biller.py)
         ("globex", "external"),
         ("northwind", "external"),
     ]
     assert BillerReference.objects.values("account").distinct().count() == 50
-    assert BillerReference.objects.count() == 56  # six customers are billed by two billers
+    # Six customers are billed by two billers; six more are also customers of the pulled biller Contoso.
+    assert BillerReference.objects.count() == 56 + 6
+    assert BillerReference.objects.filter(biller__code="contoso").count() == 6
 
     kinds = set(FinancialTransaction.objects.values_list("kind", flat=True))
     assert kinds == {"bill", "payment", "adjustment", "reversal"}
@@ -126,3 +137,57 @@ def test_load_demo_refuses_with_debug_off_unless_forced(settings):
         call_command("load_demo", stdout=StringIO())
     assert Account.objects.count() == 0
     assert get_user_model().objects.count() == 0
+
+
+def test_load_demo_sends_two_years_of_statements_through_ingest():
+    output = _load()
+
+    statements = Statement.objects.select_related("biller", "account")
+    accounts = {s.account for s in statements}
+    assert len(accounts) == 3
+    assert {s.biller.code for s in statements} == {"northwind", "globex"}  # the two push billers
+    for account in accounts:
+        assert statements.filter(account=account).count() == STATEMENT_MONTHS
+        assert account.number in output
+    assert set(statements.values_list("channel", flat=True)) == {"api"}
+    assert set(StatementLine.objects.values_list("line_type", flat=True)) == {
+        "recurring", "usage", "one_time", "discount", "tax",
+    }  # fmt: skip
+    usage = set(UsageSummary.objects.values_list("statement__biller__code", "usage_type", "unit"))
+    assert usage == {
+        ("northwind", "voice", "min"), ("northwind", "data", "MB"), ("northwind", "sms", "msg"),
+        ("globex", "electricity", "kWh"),
+    }  # fmt: skip
+    assert set(statements.values_list("status", flat=True)) >= {"paid", "partially_paid"}
+    # Through the services: numbered, audited, and the ledger holds each bill and each payment at the biller.
+    assert AuditRecord.objects.filter(action="statement.create").count() == statements.count()
+    bills = FinancialTransaction.objects.filter(kind="bill", statement__isnull=False)
+    assert bills.count() == statements.count()
+    assert FinancialTransaction.objects.filter(
+        kind="payment", biller__code__in=["northwind", "globex"]
+    ).exists()
+    assert ledger_mismatches() == []
+
+    # Each biller's balance equals the ledger, but for one account whose biller charged a fee it never sent.
+    differences = reconciliation_differences()
+    assert [(d.biller_amount - d.ledger_amount) for d in differences] == [LATE_FEE]
+    for account in accounts:
+        comparisons = biller_balance_comparisons(account_id=account.pk)
+        assert len(comparisons) == 1
+        assert comparisons[0].difference == (LATE_FEE if account.pk == differences[0].account_id else 0)
+    assert BillerBalanceSnapshot.objects.count() == 3 * 4
+
+
+def test_load_demo_adds_statements_to_an_older_demo_database(monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(DemoStatements, "targets", lambda self: [])  # as loaded before statements existed
+        _load()
+    assert not Statement.objects.exists()
+
+    output = _load()
+
+    assert Statement.objects.count() == 3 * STATEMENT_MONTHS
+    assert "Loaded 72 statements" in output
+    before = _counts()
+    assert "Demo data already loaded: nothing to do." in _load()
+    assert _counts() == before

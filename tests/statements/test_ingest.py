@@ -237,3 +237,12 @@ def test_application_errors_from_services_are_domain_errors(biller, ref):
     with pytest.raises(ApplicationError) as exc:
         statement_ingest(biller=biller, account=ref.account, data=data)
     assert exc.value.code == "wrong_currency"
+
+
+def test_an_unchanged_resend_does_not_undo_overdue(biller, ref):
+    first = _one(biller, statement_record("NW-1", "S-1"))
+    Statement.objects.filter(pk=first.id).update(status="overdue")
+    assert _one(biller, statement_record("NW-1", "S-1")).status == "duplicate"
+    assert Statement.objects.get(pk=first.id).status == "overdue"
+    paid = _one(biller, statement_record("NW-1", "S-1", status="paid"))
+    assert (paid.outcome, Statement.objects.get(pk=first.id).status) == ("status_updated", "paid")

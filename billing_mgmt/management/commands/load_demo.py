@@ -20,14 +20,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from accounts.models import Account, Biller, BillerApiKey, BillingProfile, Contact
+from accounts.models import Account, Biller, BillerApiKey, BillerReference, BillingProfile, Contact
 from accounts.services import account_create, biller_api_key_create, biller_reference_set, contact_add
 from billing_mgmt import roles
 from billing_mgmt.audit import audit_record, snapshot
-from statements.models import FinancialTransaction
-from statements.services import transaction_post, transaction_reverse
+from billing_mgmt.money import quantize
+from statements.models import Channel, FinancialTransaction, Statement
+from statements.services import ingest_records, transaction_post, transaction_reverse
+from statements.services.pull_schedule import biller_pull_schedule_sync
 
 DEMO_SEED = 20250101
 DEMO_PASSWORD = "demo-pass-123"  # published on purpose: load_demo refuses to run with DEBUG off
@@ -384,6 +387,307 @@ class DemoLoader:
         return posted
 
 
+# -- statements from the push billers ---------------------------------------------------------------------
+
+STATEMENT_MONTHS = 24
+# Push billers whose demo customers get two years of statements, and what they bill.
+STATEMENT_BILLERS = {"northwind": "telecom", "globex": "energy"}
+STATEMENT_ACCOUNTS = 3
+STATEMENT_PREFIXES = {"northwind": "NW", "globex": "GX"}
+TAX_RATES = {"US": ("Sales tax", "8.875"), "GB": ("VAT", "20"), "DE": ("MwSt.", "19"), "FR": ("TVA", "20")}
+LATE_FEE = Decimal("12.50")  # charged at the biller but never sent: the demo's reconciliation difference
+
+
+@dataclass
+class _StatementLoad:
+    accounts: list[Account] = field(default_factory=list)
+    statements: int = 0
+    payments: int = 0
+    snapshots: int = 0
+    difference_account: Account | None = None
+
+
+class DemoStatements:
+    """Two years of monthly statements (telecom and energy), the customers' payments at the biller and the
+    billers' balance snapshots, for a few demo customers, sent through statements.services.ingest_records
+    as the push API would: the ledger gets exactly what the statements say.
+
+    One customer's latest snapshot includes a late fee the biller never sent, so the reconciliation report
+    and that account's page show a difference.
+    """
+
+    def __init__(self, *, seed: int, today: dt.date | None = None):
+        self.rng = random.Random(seed + STATEMENT_MONTHS)
+        self.today = today or timezone.localdate()
+
+    def targets(self) -> list[BillerReference]:
+        """Paying customers of the push billers for whom that biller has posted nothing yet (their other
+        billers' rows stay as they are): one per biller first, then others, by account number."""
+        posted = FinancialTransaction.objects.filter(account=OuterRef("account"), biller=OuterRef("biller"))
+        candidates = list(
+            BillerReference.objects.filter(biller__code__in=STATEMENT_BILLERS, account__is_paying=True)
+            .exclude(Exists(posted))
+            .select_related("account__billing_profile", "biller")
+            .order_by("account__number", "biller__code")
+        )
+        chosen: list[BillerReference] = []
+        for code in STATEMENT_BILLERS:
+            chosen.extend([ref for ref in candidates if ref.biller.code == code][:1])
+        chosen.extend(ref for ref in candidates if ref not in chosen)
+        return chosen[:STATEMENT_ACCOUNTS]
+
+    def periods(self) -> list[tuple[dt.date, dt.date]]:
+        """The last complete calendar months whose statement (dated three days after) is not in the future."""
+        end = self.today.replace(day=1) - dt.timedelta(days=1)
+        if end + dt.timedelta(days=3) > self.today:
+            end = end.replace(day=1) - dt.timedelta(days=1)
+        periods = []
+        for _ in range(STATEMENT_MONTHS):
+            start = end.replace(day=1)
+            periods.append((start, end))
+            end = start - dt.timedelta(days=1)
+        return periods[::-1]
+
+    def load(self) -> _StatementLoad:
+        result = _StatementLoad()
+        targets = self.targets()
+        if not targets:
+            return result
+        business = [ref for ref in targets if ref.account.type != Account.Type.CONSUMER]
+        with_difference = (business or targets)[-1]
+        for ref in targets:
+            records = self._records(ref, late_fee=LATE_FEE if ref is with_difference else Decimal(0))
+            for outcome in ingest_records(
+                biller=ref.biller, records=records, channel=Channel.API, actor=ACTOR
+            ):
+                if outcome.status != "accepted":
+                    raise CommandError(f"Demo record refused: {outcome.as_dict()}")
+            result.accounts.append(ref.account)
+            result.statements += sum(1 for r in records if r["type"] == "statement")
+            result.payments += sum(1 for r in records if r["type"] == "transaction")
+            result.snapshots += sum(1 for r in records if r["type"] == "balance")
+        result.difference_account = with_difference.account
+        return result
+
+    # -- one customer's records, oldest first -------------------------------------------------------------
+
+    def _services(self, ref: BillerReference, kind: str) -> list[str]:
+        business = ref.account.type != Account.Type.CONSUMER
+        if kind == "energy":
+            return [f"MTR-{self.rng.randint(100000, 999999)}" for _ in range(2 if business else 1)]
+        return [_phone(self.rng, ref.account.billing_profile.country) for _ in range(3 if business else 2)]
+
+    def _line(self, kind: str, product: str, amount: Decimal, **more: Any) -> dict[str, Any]:
+        return {"type": kind, "product": product, "amount": str(amount), **more}
+
+    def _metered(self, currency: str, kind: str, product: str, service: str, quantity, unit: str, price: str):
+        amount = quantize(Decimal(quantity) * Decimal(price), currency)
+        return self._line(
+            kind,
+            product,
+            amount,
+            service_identifier=service,
+            quantity=str(quantity),
+            unit=unit,
+            unit_price=price,
+        )
+
+    def _telecom(self, currency: str, services: list[str], month: int) -> tuple[list, list]:
+        lines: list[dict[str, Any]] = []
+        usage: list[dict[str, Any]] = []
+        for service in services:
+            lines.append(
+                self._metered(
+                    currency, "recurring", "Unlimited Talk & Text 20 GB", service, 1, "month", "25.00"
+                )
+            )
+            minutes = self.rng.randint(0, 45)
+            if minutes:
+                lines.append(
+                    self._metered(currency, "usage", "International calls", service, minutes, "min", "0.15")
+                )
+            roaming = self.rng.choice([0, 0, 0, 120, 480, 950])
+            if roaming:
+                lines.append(
+                    self._metered(currency, "usage", "Data roaming", service, roaming, "MB", "0.005")
+                )
+            if month == 0:
+                lines.append(
+                    self._line("one_time", "Activation fee", Decimal("10.00"), service_identifier=service)
+                )
+            elif self.rng.random() < 0.06:
+                lines.append(
+                    self._line("one_time", "SIM replacement", Decimal("5.00"), service_identifier=service)
+                )
+            lines.append(
+                self._line("discount", "Loyalty discount", Decimal("-3.00"), service_identifier=service)
+            )
+            usage += [
+                {"service_identifier": service, "usage_type": "voice", "unit": "min",
+                 "quantity": str(self.rng.randint(80, 900) + minutes)},
+                {"service_identifier": service, "usage_type": "data", "unit": "MB",
+                 "quantity": str(self.rng.randint(2500, 19000) + roaming), "included_quantity": "20480"},
+                {"service_identifier": service, "usage_type": "sms", "unit": "msg",
+                 "quantity": str(self.rng.randint(10, 250))},
+            ]  # fmt: skip
+        return lines, usage
+
+    def _energy(
+        self, currency: str, services: list[str], month: int, period: tuple[dt.date, dt.date]
+    ) -> tuple:
+        lines: list[dict[str, Any]] = []
+        usage: list[dict[str, Any]] = []
+        start, end = period
+        days = (end - start).days + 1
+        winter = {12: 1.45, 1: 1.5, 2: 1.35, 3: 1.15, 11: 1.25, 10: 1.05}.get(start.month, 0.8)
+        price = "0.2800" if month < 12 else "0.3100"  # the tariff went up a year ago
+        for service in services:
+            kwh = Decimal(int(self.rng.randint(210, 290) * winter))
+            lines.append(
+                self._metered(currency, "recurring", "Standing charge", service, days, "day", "0.45")
+            )
+            lines.append(self._metered(currency, "usage", "Electricity", service, kwh, "kWh", price))
+            if month == 9:
+                lines.append(
+                    self._line("one_time", "Meter inspection", Decimal("15.00"), service_identifier=service)
+                )
+            lines.append(
+                self._line("discount", "Direct debit discount", Decimal("-2.50"), service_identifier=service)
+            )
+            usage.append({"service_identifier": service, "usage_type": "electricity", "unit": "kWh",
+                          "quantity": str(kwh)})  # fmt: skip
+        return lines, usage
+
+    def _records(self, ref: BillerReference, *, late_fee: Decimal) -> list[dict[str, Any]]:
+        account, code = ref.account, ref.biller.code
+        kind = STATEMENT_BILLERS[code]
+        currency = account.billing_profile.currency
+        tax_name, tax_rate = TAX_RATES.get(account.billing_profile.country, ("Tax", "10"))
+        services = self._services(ref, kind)
+        periods = self.periods()
+        partial_month = len(periods) - 5  # one bill, five months ago, was paid only in part
+        records: list[dict[str, Any]] = []
+        previous_total = paid = Decimal(0)
+        for month, period in enumerate(periods):
+            start, end = period
+            statement_date = end + dt.timedelta(days=3)
+            due_date = statement_date + dt.timedelta(days=14)
+            if kind == "energy":
+                lines, usage = self._energy(currency, services, month, period)
+            else:
+                lines, usage = self._telecom(currency, services, month)
+            charges = sum((Decimal(line["amount"]) for line in lines), Decimal(0))
+            tax = quantize(charges * Decimal(tax_rate) / 100, currency)
+            lines.append(self._line("tax", f"{tax_name} {tax_rate}%", tax))
+            external_id = f"{ref.external_ref}-{start:%Y%m}"
+            for position, line in enumerate(lines, start=1):
+                line.update(period_start=start.isoformat(), period_end=end.isoformat())
+                line["external_id"] = f"{external_id}-{position}"
+            total = previous_total - paid + charges + tax
+            pay_date = statement_date + dt.timedelta(days=10)
+            payment = Decimal(0)
+            if pay_date <= self.today and month < len(periods) - 1:  # the latest bill is not paid yet
+                payment = quantize(total / 2, currency) if month == partial_month else total
+            if payment == total:
+                status = "paid"
+            elif payment:
+                status = "partially_paid"
+            else:
+                status = "overdue" if due_date < self.today else "open"
+            records.append(
+                {
+                    "type": "statement",
+                    "account": ref.external_ref,
+                    "external_id": external_id,
+                    "number": f"{STATEMENT_PREFIXES[code]}{start:%Y%m}-{ref.external_ref[-4:]}",
+                    "statement_date": statement_date.isoformat(),
+                    "period_start": start.isoformat(),
+                    "period_end": end.isoformat(),
+                    "due_date": due_date.isoformat(),
+                    "currency": currency,
+                    "previous_balance": str(previous_total),
+                    "payments": str(paid),
+                    "adjustments": "0",
+                    "new_charges": str(charges),
+                    "taxes": str(tax),
+                    "total_due": str(total),
+                    "status": status,
+                    "lines": lines,
+                    "usage": usage,
+                }
+            )
+            if payment:
+                records.append(
+                    {
+                        "type": "transaction",
+                        "kind": "payment",
+                        "account": ref.external_ref,
+                        "external_id": f"{external_id}-PAY",
+                        "amount": str(payment),
+                        "currency": currency,
+                        "date": pay_date.isoformat(),
+                        "statement": external_id,
+                        "description": "Direct debit" if month % 2 else "Card payment",
+                    }
+                )
+            if month >= len(periods) - 3:
+                # The biller's balance early on the statement date (the bill is dated that day).
+                as_of = timezone.make_aware(dt.datetime.combine(statement_date, dt.time(0, 5)))
+                records.append(self._balance(ref, currency, as_of, total))
+            previous_total, paid = total, payment
+        now = timezone.now().replace(second=0, microsecond=0)
+        records.append(self._balance(ref, currency, now, previous_total - paid + late_fee))
+        return records
+
+    def _balance(self, ref: BillerReference, currency: str, as_of: dt.datetime, amount: Decimal) -> dict:
+        return {
+            "type": "balance",
+            "account": ref.external_ref,
+            "external_id": f"{ref.external_ref}-BAL-{as_of:%Y%m%d%H%M}",
+            "as_of": as_of.isoformat(),
+            "amount": str(amount),
+            "currency": currency,
+        }
+
+
+def demo_statements_loaded() -> bool:
+    return Statement.objects.filter(biller__code__in=STATEMENT_BILLERS).exists()
+
+
+# -- a pulled biller: Contoso Energy, served by the fake biller (manage.py fake_biller; devserver starts it) -
+
+PULL_BILLER = {
+    "code": "contoso",
+    "name": "Contoso Energy",
+    "kind": Biller.Kind.EXTERNAL,
+    "pull_enabled": True,
+    "pull_kind": Biller.PullKind.HTTP,
+    "pull_url": "http://127.0.0.1:8100/",
+    "pull_interval_minutes": 60,
+}
+PULL_ACCOUNTS = 6
+
+
+def demo_pull_biller() -> tuple[Biller, list[Account]] | None:
+    """Create Contoso Energy (pulled over HTTP from the fake biller) once, with references for a few paying
+    top-level customers, and its beat schedule. Its statements arrive when it is pulled (on schedule, or by
+    "Refresh from billers" on one of those accounts). None when it exists already."""
+    if Biller.objects.filter(code=PULL_BILLER["code"]).exists():
+        return None
+    biller = Biller.objects.create(**PULL_BILLER, contact_email="billing-ops@contoso.example.com")
+    audit_record(actor=ACTOR, action="biller.create", obj=biller, after=snapshot(biller))
+    accounts = list(
+        Account.objects.filter(parent__isnull=True, is_paying=True, billing_profile__isnull=False)
+        .exclude(biller_references__biller__code__in=STATEMENT_BILLERS)
+        .order_by("number")[:PULL_ACCOUNTS]
+    )
+    for index, account in enumerate(accounts, start=1):
+        reference = f"CE-{100 + index:06d}"
+        biller_reference_set(account=account, biller=biller, external_ref=reference, actor=ACTOR)
+    biller_pull_schedule_sync(biller=biller, actor=ACTOR)
+    return biller, accounts
+
+
 def _ensure_users() -> list[tuple[Any, bool]]:
     user_model = get_user_model()
     result = []
@@ -435,13 +739,17 @@ class Command(BaseCommand):
             roles.ensure_roles()
             users = _ensure_users()
             by_name = {user.username: user for user, _created in users}
-            if demo_loaded():
+            if demo_loaded() and not demo_statements_loaded():
+                # A demo database loaded before statements existed gets them now, once.
+                self._report_statements(DemoStatements(seed=seed).load())
+            elif demo_loaded():
                 self.stdout.write("Demo data already loaded: nothing to do.")
             else:
                 loader = DemoLoader(seed=seed, actor_user=by_name["csr"])
                 billers = loader.billers()
                 accounts = loader.accounts(billers)
                 rows = loader.ledger(accounts)
+                statements = DemoStatements(seed=seed).load()
                 customer = by_name["customer"]
                 consumer = next(a for a, _ in accounts if a.type == Account.Type.CONSUMER)
                 contact_add(
@@ -459,11 +767,36 @@ class Command(BaseCommand):
                         f"{rows} ledger rows."
                     )
                 )
+                self._report_statements(statements)
+            pulled = demo_pull_biller()
+            if pulled is not None:
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Pulled biller {pulled[0].name} ({pulled[0].pull_url}: the fake biller) for "
+                        f"accounts {', '.join(a.number for a in pulled[1])}."
+                    )
+                )
             if new_api_key:
                 _key, raw_key = biller_api_key_create(
                     biller=Biller.objects.get(code=API_KEY_BILLER), name="demo API client", actor=ACTOR
                 )
         self._print_logins(users, raw_key)
+
+    def _report_statements(self, load: _StatementLoad) -> None:
+        if not load.accounts:
+            self.stdout.write("No demo customer of a push biller to load statements for.")
+            return
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Loaded {load.statements} statements, {load.payments} payments and {load.snapshots} balance "
+                f"snapshots for accounts {', '.join(a.number for a in load.accounts)}."
+            )
+        )
+        if load.difference_account:
+            self.stdout.write(
+                f"  Account {load.difference_account.number}: its biller's balance differs from the ledger "
+                "(see the reconciliation report in Django admin)."
+            )
 
     def _print_logins(self, users, raw_key: str | None) -> None:
         self.stdout.write("")
