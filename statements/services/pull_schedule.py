@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from accounts.models import Biller
@@ -111,6 +112,11 @@ def biller_pull_schedule_sync(*, biller: Biller, actor: Any = None) -> PeriodicT
         action = "renamed"
     else:
         action = ""
+    if action in ("created", "reset") and wanted:
+        # Load at beat's next tick, not one interval from now: django-celery-beat runs a task that has a
+        # start_time and no last run at once (a newly enabled biller's data should not wait a day).
+        task.start_time = timezone.now()
+        task.last_run_at = None
     if action:
         task.save()
         audit_record(

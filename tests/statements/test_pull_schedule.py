@@ -40,6 +40,8 @@ def test_saving_a_pull_biller_creates_its_schedule(biller):
     assert json.loads(task.kwargs) == {"biller_id": biller.pk}
     assert (task.interval.every, task.interval.period) == (60, IntervalSchedule.MINUTES)
     assert task.crontab is None and task.enabled
+    # A start time and no last run: beat loads the new biller at its next tick, not an interval later.
+    assert task.start_time is not None and task.last_run_at is None
     assert BillerSync.objects.get(biller=biller).periodic_task == task
     assert AuditRecord.objects.filter(
         action="biller.pull_schedule_created", object_id=str(biller.pk)
