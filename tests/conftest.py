@@ -81,3 +81,31 @@ def biller_client(db):
         return client
 
     return make
+
+
+@pytest.fixture
+def csr_client(client, csr_user):
+    """A Django test client logged in as a CSR."""
+    client.force_login(csr_user)
+    return client
+
+
+@pytest.fixture
+def fake():
+    """A fake biller serving the pull contract over real HTTP on a free port (statements.fake_biller)."""
+    from statements.fake_biller import FakeBiller
+
+    with FakeBiller(port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def eager():
+    """Celery tasks run in the process that queues them (after commit): for tests that are not about the
+    queue (tests/kernel/test_celery_worker.py runs a real worker)."""
+    from billing_mgmt.celery import app as celery_app
+
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from billing_mgmt.celery import app as celery_app
-from statements.fake_biller import FakeBiller
 from statements.models import Statement
 from statements.services import biller_pull, ingest_records
 from tests.factories import statement_record
@@ -18,22 +16,6 @@ from tests.factories import statement_record
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "var" / "screenshots"
-
-
-@pytest.fixture
-def fake():
-    with FakeBiller(port=0) as server:
-        yield server
-
-
-@pytest.fixture
-def eager_tasks():
-    # The refresh task runs in the request that queues it (after commit): no worker to start in this test;
-    # tests/statements/test_refresh.py and the Celery worker test cover the queue itself.
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
 
 
 @pytest.fixture
@@ -56,8 +38,10 @@ def caller(account_factory, biller_factory, biller_reference_factory, fake):
 
 
 def test_csr_sees_both_billers_opens_a_statement_and_refreshes(
-    live_server, page, csr_user, caller, fake, eager_tasks
+    live_server, page, csr_user, caller, fake, eager
 ):
+    # The refresh task runs in the request that queues it (``eager``): tests/statements/test_refresh.py and
+    # the Celery worker test cover the queue itself.
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{live_server.url}/login/")
     page.get_by_label("Username").fill("csr")

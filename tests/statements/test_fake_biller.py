@@ -10,18 +10,11 @@ from decimal import Decimal
 
 import pytest
 
-from statements.fake_biller import FakeBiller
 from statements.models import BillerBalanceSnapshot, Statement
 from statements.records import validate_record
 from statements.selectors import biller_balance_comparisons
 from statements.services import ingest_records
 from tests.factories import statement_record
-
-
-@pytest.fixture
-def fake():
-    with FakeBiller(port=0) as server:
-        yield server
 
 
 def _get(url: str, headers: dict | None = None) -> tuple[int, dict | bytes]:

@@ -38,12 +38,6 @@ SCHEDULE = PullRun.Trigger.SCHEDULE
 
 
 @pytest.fixture
-def fake():
-    with FakeBiller(port=0) as server:
-        yield server
-
-
-@pytest.fixture
 def small_pages(monkeypatch):
     monkeypatch.setattr(pull_service, "PAGE_SIZE", 2)
 

@@ -11,9 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing_mgmt import roles
-from billing_mgmt.celery import app as celery_app
 from billing_mgmt.errors import ApplicationError
-from statements.fake_biller import FakeBiller
 from statements.models import AccountRefresh, AccountSync, BillerSync, PullRun, Statement
 from statements.selectors import account_freshness
 from statements.services import account_refresh_request, account_refresh_run
@@ -23,12 +21,6 @@ from tests.factories import statement_record
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def fake():
-    with FakeBiller(port=0) as server:
-        yield server
 
 
 @pytest.fixture
@@ -48,20 +40,6 @@ def pusher(biller_factory, biller_reference_factory, account):
     biller = biller_factory(code="northwind", name="Northwind Telecom")
     biller_reference_factory(biller=biller, account=account, external_ref="NW-1")
     return biller
-
-
-@pytest.fixture
-def csr_client(client, csr_user):
-    client.force_login(csr_user)
-    return client
-
-
-@pytest.fixture
-def eager():
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
 
 
 def _refresh_url(account) -> str:

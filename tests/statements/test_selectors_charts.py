@@ -23,16 +23,6 @@ def account(account_factory):
     return account_factory(name="Chart Co")
 
 
-@pytest.fixture
-def northwind(biller_factory):
-    return biller_factory(code="northwind", name="Northwind Mobile")
-
-
-@pytest.fixture
-def citypower(biller_factory):
-    return biller_factory(code="citypower", name="City Power")
-
-
 def test_month_window_ends_in_the_current_month_and_crosses_years():
     assert month_window(months=3, today=TODAY) == [
         dt.date(2026, 1, 1),

@@ -24,21 +24,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def northwind(biller_factory):
-    return biller_factory(code="northwind", name="Northwind Mobile")
-
-
-@pytest.fixture
 def account(account_factory, biller_reference_factory, northwind):
     account = account_factory(name="Harper Household")
     biller_reference_factory(account=account, biller=northwind, external_ref="NW-1")
     return account
-
-
-@pytest.fixture
-def csr_client(client, csr_user):
-    client.force_login(csr_user)
-    return client
 
 
 LINES = [

@@ -31,22 +31,6 @@ def account(account_factory):
     return account_factory(name="Harper Household")
 
 
-@pytest.fixture
-def northwind(biller_factory):
-    return biller_factory(code="northwind", name="Northwind Mobile")
-
-
-@pytest.fixture
-def citypower(biller_factory):
-    return biller_factory(code="citypower", name="City Power")
-
-
-@pytest.fixture
-def csr_client(client, csr_user):
-    client.force_login(csr_user)
-    return client
-
-
 def _page(client, account) -> str:
     response = client.get(reverse("account-detail", args=[account.number]))
     assert response.status_code == 200
