@@ -510,6 +510,19 @@ def _accounts_by_reference(biller: Biller, references: set[str]) -> dict[str, Ac
     return {ref.external_ref: ref.account for ref in found}
 
 
+def _stored(record_type: str, data: dict[str, Any], outcome: str | None, obj: Any) -> IngestResult:
+    """The answer for a record that was stored (``outcome``) or already was (None: a duplicate)."""
+    return IngestResult(
+        index=0,
+        type=record_type,
+        status=ACCEPTED if outcome else DUPLICATE,
+        external_id=str(data.get("external_id") or data.get("statement") or ""),
+        outcome=outcome or "",
+        id=obj.pk,
+        number=getattr(obj, "number", ""),
+    )
+
+
 def _store(
     biller: Biller,
     record_type: str,
@@ -522,15 +535,7 @@ def _store(
         statement, changed = usage_summary_ingest(
             biller=biller, statement_external_id=data["statement"], items=data["usage"], actor=actor
         )
-        return IngestResult(
-            index=0,
-            type=record_type,
-            status=ACCEPTED if changed else DUPLICATE,
-            external_id=data["statement"],
-            outcome="updated" if changed else "",
-            id=statement.pk,
-            number=statement.number,
-        )
+        return _stored(record_type, data, "updated" if changed else None, statement)
     account = accounts.get(data["account"])
     if account is None:
         raise ApplicationError(
@@ -542,15 +547,7 @@ def _store(
         statement, outcome = statement_ingest(
             biller=biller, account=account, data=data, channel=channel, actor=actor
         )
-        return IngestResult(
-            index=0,
-            type=record_type,
-            status=DUPLICATE if outcome == DUPLICATE else ACCEPTED,
-            external_id=data["external_id"],
-            outcome="" if outcome == DUPLICATE else outcome,
-            id=statement.pk,
-            number=statement.number,
-        )
+        return _stored(record_type, data, None if outcome == DUPLICATE else outcome, statement)
     if record_type == "balance":
         snap, created = balance_snapshot_record(
             biller=biller,
@@ -562,14 +559,7 @@ def _store(
             channel=channel,
             actor=actor,
         )
-        return IngestResult(
-            index=0,
-            type=record_type,
-            status=ACCEPTED if created else DUPLICATE,
-            external_id=data["external_id"],
-            outcome="recorded" if created else "",
-            id=snap.pk,
-        )
+        return _stored(record_type, data, "recorded" if created else None, snap)
     row, created = biller_transaction_ingest(
         biller=biller,
         account=account,
@@ -582,14 +572,7 @@ def _store(
         statement_external_id=data["statement"],
         actor=actor,
     )
-    return IngestResult(
-        index=0,
-        type=record_type,
-        status=ACCEPTED if created else DUPLICATE,
-        external_id=data["external_id"],
-        outcome="posted" if created else "",
-        id=row.pk,
-    )
+    return _stored(record_type, data, "posted" if created else None, row)
 
 
 def _rejected(
