@@ -109,3 +109,21 @@ def eager():
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def admin_client(client, billing_admin_user):
+    """Django admin as a billing admin (replaces pytest-django's superuser ``admin_client``): permissions
+    come from the Billing admin group, as in production."""
+    assert not billing_admin_user.is_superuser
+    client.force_login(billing_admin_user)
+    return client
+
+
+@pytest.fixture
+def superuser_client(client, user_factory):
+    user = user_factory(username="root")
+    user.is_staff = user.is_superuser = True
+    user.save()
+    client.force_login(user)
+    return client

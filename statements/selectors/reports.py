@@ -24,14 +24,10 @@ from .reconciliation import reconciliation_differences
 LINE_TYPES: tuple[str, ...] = tuple(StatementLine.Type.values)
 
 
-@dataclass(frozen=True)
-class BilledRow:
-    """One month of one biller in one currency."""
+@dataclass(frozen=True, kw_only=True)
+class BilledFigures:
+    """What a group of statements billed in one currency: counts, header sums and line sums by type."""
 
-    month: dt.date
-    biller_id: int
-    biller_code: str
-    biller_name: str
     currency: str
     statements: int
     usage_detail_purged: int
@@ -48,21 +44,19 @@ class BilledRow:
         return self.line_amounts.get(line_type, Decimal(0))
 
 
-@dataclass(frozen=True)
-class CurrencyTotal:
-    currency: str
-    statements: int
-    usage_detail_purged: int
-    new_charges: Decimal
-    taxes: Decimal
-    line_amounts: dict[str, Decimal] = field(default_factory=dict)
+@dataclass(frozen=True, kw_only=True)
+class BilledRow(BilledFigures):
+    """One month of one biller in one currency."""
 
-    @property
-    def billed(self) -> Decimal:
-        return self.new_charges + self.taxes
+    month: dt.date
+    biller_id: int
+    biller_code: str
+    biller_name: str
 
-    def line_amount(self, line_type: str) -> Decimal:
-        return self.line_amounts.get(line_type, Decimal(0))
+
+@dataclass(frozen=True, kw_only=True)
+class CurrencyTotal(BilledFigures):
+    """All months and billers of one currency (currencies are never added together)."""
 
 
 @dataclass(frozen=True)

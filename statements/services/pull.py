@@ -245,12 +245,10 @@ def _count(run: PullRun, results: list[IngestResult], where: dict[str, Any], lin
         elif result.status == DUPLICATE:
             run.duplicates += 1
         else:
-            run.rejected += 1
-            if len(run.rejections) < REJECTIONS_KEPT:
-                entry = {**where, **result.as_dict()}
-                if lines is not None and lines[result.index] is not None:
-                    entry["line"] = lines[result.index]
-                run.rejections.append(entry)
+            entry = {**where, **result.as_dict()}
+            if lines is not None and lines[result.index] is not None:
+                entry["line"] = lines[result.index]
+            _reject(run, entry)
 
 
 def _reject(run: PullRun, entry: dict[str, Any]) -> None:

@@ -17,13 +17,6 @@ from statements.services import transaction_post
 RAW_KEY = re.compile(r"<code>([0-9a-f]{8}\.[A-Za-z0-9_-]{20,})</code>")
 
 
-@pytest.fixture
-def admin_client(client, billing_admin_user):
-    assert not billing_admin_user.is_superuser  # permissions come from the Billing admin group
-    client.force_login(billing_admin_user)
-    return client
-
-
 def form_data(response, **overrides) -> dict:
     """The POST data a browser would send for the admin form in ``response``, with overrides."""
     data: dict = {}

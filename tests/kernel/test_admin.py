@@ -10,12 +10,6 @@ from billing_mgmt.models import AuditRecord, NumberSeries
 from billing_mgmt.numbering import SeriesSpec, next_number
 
 
-@pytest.fixture
-def admin_client(client, billing_admin_user):
-    client.force_login(billing_admin_user)
-    return client
-
-
 @pytest.mark.parametrize("model", ["numberseries", "auditrecord"])
 def test_changelists_open_for_a_billing_admin(admin_client, account_factory, model):
     account_factory()  # takes an account number: a series exists

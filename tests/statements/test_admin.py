@@ -10,21 +10,6 @@ from statements.services import transaction_post, transaction_reverse
 
 
 @pytest.fixture
-def admin_client(client, billing_admin_user):
-    client.force_login(billing_admin_user)
-    return client
-
-
-@pytest.fixture
-def superuser_client(client, user_factory):
-    user = user_factory(username="root")
-    user.is_staff = user.is_superuser = True
-    user.save()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def row(account_factory, biller_factory):
     account = account_factory(name="Ledger Admin Co")
     row, _ = transaction_post(

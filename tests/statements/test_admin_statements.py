@@ -16,21 +16,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client(client, billing_admin_user):
-    client.force_login(billing_admin_user)
-    return client
-
-
-@pytest.fixture
-def superuser_client(client, user_factory):
-    user = user_factory(username="root")
-    user.is_staff = user.is_superuser = True
-    user.save()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def ref(biller_reference_factory, biller_factory, account_factory):
     account = account_factory(name="Admin Statements Co")
     return biller_reference_factory(

@@ -471,12 +471,6 @@ def test_a_missing_drop_folder_fails_the_run(drop, tmp_path):
 # -- admin ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def admin_client(client, billing_admin_user):
-    client.force_login(billing_admin_user)
-    return client
-
-
 def test_admin_pull_now_queues_a_load_and_reset_watermark_is_audited(
     admin_client, fake, biller, refs, django_capture_on_commit_callbacks
 ):

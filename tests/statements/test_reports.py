@@ -94,12 +94,6 @@ def world(biller_factory, account_factory, biller_reference_factory):
     return {"alpha": alpha, "beta": beta, "usd": usd, "eur": eur}
 
 
-@pytest.fixture
-def admin_client(client, billing_admin_user):
-    client.force_login(billing_admin_user)
-    return client
-
-
 def _flat(item) -> tuple:
     return (
         item.currency,
