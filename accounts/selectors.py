@@ -61,6 +61,20 @@ def paying_account(*, account: Account) -> Account:
     return node
 
 
+def billed_accounts(*, account: Account) -> list[Account]:
+    """The accounts one bill carries (a bill unit): the paying account and its non-paying descendants, whose
+    charges roll up to it. One query per level of the hierarchy, bounded by Account.MAX_DEPTH."""
+    unit = paying_account(account=account)
+    result, level = [unit], [unit.pk]
+    for _ in range(Account.MAX_DEPTH + 1):
+        children = list(Account.objects.filter(parent_id__in=level, is_paying=False).order_by("number"))
+        if not children:
+            break
+        result.extend(children)
+        level = [child.pk for child in children]
+    return result
+
+
 def account_children(*, account: Account) -> QuerySet[Account]:
     return account.children.order_by("name").only(
         "id", "number", "name", "type", "status", "is_paying", "parent_id"

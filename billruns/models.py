@@ -1,1 +1,0 @@
-"""Models arrive with their feature issue (see DESIGN.md §2)."""

@@ -1,0 +1,853 @@
+"""The rating engine: from a subscription, its price plan and usage to bill segments and calculation lines.
+
+For each of a subscription's periods that has started by the bill-as-of date (and, after its end, the one
+closing period that carries its last arrears and usage), one BillSegment holds:
+
+1. recurring charges in advance for the period, prorated by day for the days of service and for every price
+   change inside it (one line per price slice);
+2. recurring charges in arrears and usage for the previous period (now complete);
+3. usage that arrived late for an earlier period: the period is rated again in full and what was already
+   billed for it is deducted (a "prior" line), so tiers count every unit of the period exactly once;
+4. one-time charges that fell due (activation on the start date, termination on the end date);
+5. credits (or debits) for days already billed that the subscription's dates no longer cover (a
+   cancellation after an advance charge: a credit for the unused days);
+6. discounts, on the charges before tax;
+7. taxes, per tax rate, on the discounted charges (added, or shown as contained in inclusive prices).
+
+Rounding (the one rule, billing_mgmt.money): every line's amount is rounded half up to the currency's minor
+units when it is computed, from unrounded inputs (price x days / days in period, quantity x unit price, base x
+percent); discounts and taxes apply to the sum of the rounded lines they cover; a segment's totals are sums of
+its lines. So every cent on a bill is a line a CSR can point to.
+
+A segment that cannot be rated (no price for a day, no tax rate, usage the plan does not price) is saved with
+status ERROR and its error; the account's other subscriptions go on, and the next rating tries it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from accounts.models import Account, BillingProfile
+from accounts.selectors import paying_account
+from billing_mgmt.money import Money, allocate, quantize
+
+from ..models import (
+    BillSegment,
+    CalculationLine,
+    Discount,
+    PlanComponent,
+    Price,
+    Subscription,
+    TaxJurisdiction,
+    TaxRate,
+    UsageRecord,
+)
+from ..periods import Period, period_containing, periods, proration
+
+HUNDRED = Decimal(100)
+FACTOR_PLACES = Decimal("1e-10")
+
+
+class RatingError(Exception):
+    """Why a segment cannot be rated; saved on the segment (code, message)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Line:
+    """A calculation line before it is stored."""
+
+    kind: str
+    description: str
+    amount: Decimal
+    period: Period
+    component: PlanComponent | None = None
+    discount: Discount | None = None
+    tax_rate: TaxRate | None = None
+    quantity: Decimal | None = None
+    unit: str = ""
+    rate: Decimal | None = None
+    proration_factor: Decimal | None = None
+    base: Decimal | None = None
+    included: bool = False
+    # Which tax category the line's amount is taxed in (discount lines inherit the lines they reduce).
+    tax_category_id: int | None = None
+
+    @property
+    def component_kind(self) -> str | None:
+        return self.component.kind if self.component is not None else None
+
+
+@dataclass
+class SegmentDraft:
+    """A rated period, before it is stored (or, for a preview, instead of being stored)."""
+
+    subscription: Subscription
+    period: Period
+    currency: str
+    lines: list[Line] = field(default_factory=list)
+    usage_ids: list[int] = field(default_factory=list)
+    error: RatingError | None = None
+
+    def total_of(self, kinds) -> Decimal:
+        return sum((line.amount for line in self.lines if line.kind in kinds), Decimal(0))
+
+    @property
+    def charges(self) -> Decimal:
+        return self.total_of(CalculationLine.CHARGE_KINDS)
+
+    @property
+    def discounts(self) -> Decimal:
+        return self.total_of((CalculationLine.Kind.DISCOUNT,))
+
+    @property
+    def taxes(self) -> Decimal:
+        return self.total_of((CalculationLine.Kind.TAX,))
+
+    @property
+    def taxes_included(self) -> Decimal:
+        return sum(
+            (ln.amount for ln in self.lines if ln.kind == CalculationLine.Kind.TAX and ln.included),
+            Decimal(0),
+        )
+
+    @property
+    def total(self) -> Decimal:
+        return self.charges + self.discounts + self.taxes - self.taxes_included
+
+
+# --- what the engine reads ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BilledLine:
+    """An already stored line of another segment of the subscription (what was billed for which days)."""
+
+    component_id: int | None
+    kind: str
+    period_start: dt.date
+    period_end: dt.date
+    amount: Decimal
+
+
+@dataclass
+class RatingContext:
+    """Everything rating one subscription needs, read once."""
+
+    subscription: Subscription
+    cycle_day: int
+    components: list[PlanComponent]
+    prices: dict[int, list[Price]]  # component id -> prices (with tiers), by valid_from
+    discounts: list[Discount]
+    jurisdiction: TaxJurisdiction | None
+    tax_rates: dict[int, list[TaxRate]]  # tax category id -> rates in the jurisdiction, by valid_from
+    segments: dict[dt.date, BillSegment]  # period start -> stored segment
+    billed_lines: list[BilledLine]
+    usage_units: dict[str, str]  # usage type code -> unit
+
+    @property
+    def months(self) -> int:
+        return self.subscription.frequency.months
+
+    def period_of(self, day: dt.date) -> Period:
+        return period_containing(day, self.subscription.start_date, self.cycle_day, self.months)
+
+
+def _bill_unit_profile(account: Account) -> BillingProfile | None:
+    unit = paying_account(account=account)
+    return getattr(unit, "billing_profile", None)
+
+
+def _jurisdiction(subscription: Subscription, profile: BillingProfile | None) -> TaxJurisdiction | None:
+    if subscription.tax_jurisdiction_id:
+        return subscription.tax_jurisdiction
+    if profile is None or not profile.country:
+        return None
+    candidates = list(
+        TaxJurisdiction.objects.filter(country=profile.country, region__in=[profile.region, ""])
+    )
+    candidates.sort(key=lambda j: j.region == "")  # the regional one first
+    return candidates[0] if candidates else None
+
+
+def rating_context(subscription: Subscription) -> RatingContext:
+    subscription = Subscription.objects.select_related(
+        "price_plan", "frequency", "tax_jurisdiction", "account"
+    ).get(pk=subscription.pk)
+    profile = _bill_unit_profile(subscription.account)
+    components = list(
+        PlanComponent.objects.filter(plan_id=subscription.price_plan_id)
+        .select_related("usage_type", "tax_category")
+        .order_by("position", "id")
+    )
+    prices: dict[int, list[Price]] = defaultdict(list)
+    for price in (
+        Price.objects.filter(component__plan_id=subscription.price_plan_id)
+        .prefetch_related("tiers")
+        .order_by("valid_from")
+    ):
+        prices[price.component_id].append(price)
+    discounts = list(
+        Discount.objects.filter(active=True)
+        .filter(
+            Q(price_plan_id=subscription.price_plan_id)
+            | Q(subscription_id=subscription.pk)
+            | Q(account_id=subscription.account_id)
+        )
+        .order_by("code")
+    )
+    jurisdiction = _jurisdiction(subscription, profile)
+    tax_rates: dict[int, list[TaxRate]] = defaultdict(list)
+    if jurisdiction is not None:
+        for rate in TaxRate.objects.filter(jurisdiction=jurisdiction).order_by("valid_from"):
+            tax_rates[rate.category_id].append(rate)
+    segments = {s.period_start: s for s in BillSegment.objects.filter(subscription=subscription)}
+    billed_lines = [
+        BilledLine(*row)
+        for row in CalculationLine.objects.filter(
+            segment__subscription=subscription,
+            segment__status__in=[BillSegment.Status.RATED, BillSegment.Status.BILLED],
+        ).values_list("component_id", "kind", "period_start", "period_end", "amount")
+    ]
+    return RatingContext(
+        subscription=subscription,
+        cycle_day=profile.bill_cycle_day if profile else 1,
+        components=components,
+        prices=prices,
+        discounts=discounts,
+        jurisdiction=jurisdiction,
+        tax_rates=tax_rates,
+        segments=segments,
+        billed_lines=billed_lines,
+        usage_units={c.usage_type.code: c.usage_type.unit for c in components if c.usage_type_id},
+    )
+
+
+def billable_periods(ctx: RatingContext, bill_as_of: dt.date) -> list[Period]:
+    """Periods that have started by ``bill_as_of``, up to the closing period after the subscription's end."""
+    sub = ctx.subscription
+    result = []
+    for period in periods(sub.start_date, ctx.cycle_day, ctx.months):
+        if period.start > bill_as_of:
+            break
+        result.append(period)
+        if sub.end_date is not None and period.start > sub.end_date:
+            break  # the closing period: it carries the last arrears, usage and credits
+    return result
+
+
+# --- charges -----------------------------------------------------------------------------------------------
+
+
+def _price_slices(ctx: RatingContext, component: PlanComponent, window: Period) -> list[tuple[Period, Price]]:
+    """Split the days of ``window`` by the component's prices (for the subscription's frequency)."""
+    frequency_id = ctx.subscription.frequency_id if component.kind == PlanComponent.Kind.RECURRING else None
+    candidates = [p for p in ctx.prices.get(component.pk, []) if p.frequency_id == frequency_id]
+    slices = []
+    day = window.start
+    while day <= window.end:
+        price = next((p for p in candidates if p.covers(day)), None)
+        if price is None:
+            frequency = f" for {ctx.subscription.frequency.name.lower()} billing" if frequency_id else ""
+            raise RatingError("no_price", f"No price for {component.name}{frequency} on {day.isoformat()}.")
+        last = window.end if price.valid_to is None else min(window.end, price.valid_to)
+        slices.append((Period(day, last), price))
+        day = last + dt.timedelta(days=1)
+    return slices
+
+
+def _recurring_should_be(ctx: RatingContext, component: PlanComponent, period: Period) -> list[Line]:
+    """The recurring lines a period deserves with the subscription's current dates and prices."""
+    sub = ctx.subscription
+    window = period.intersect(sub.start_date, sub.end_date)
+    if window is None:
+        return []
+    lines = []
+    for days, price in _price_slices(ctx, component, window):
+        factor = proration(days.days, period)
+        amount = quantize(price.amount * days.days / period.days, sub.currency)
+        partial = "" if days == period else f", {days.days} of {period.days} days"
+        lines.append(
+            Line(
+                kind=CalculationLine.Kind.RECURRING,
+                description=f"{component.name} ({component.get_timing_display().lower()}{partial})",
+                amount=amount,
+                period=days,
+                component=component,
+                quantity=Decimal(1),
+                rate=price.amount,
+                proration_factor=factor.quantize(FACTOR_PLACES),
+                tax_category_id=component.tax_category_id,
+            )
+        )
+    return lines
+
+
+def _billed_for(ctx: RatingContext, component_id: int, period: Period, kinds) -> Decimal:
+    return sum(
+        (
+            line.amount
+            for line in ctx.billed_lines
+            if line.component_id == component_id
+            and line.kind in kinds
+            and period.start <= line.period_start
+            and line.period_end <= period.end
+        ),
+        Decimal(0),
+    )
+
+
+def _recurring(ctx: RatingContext, period: Period, previous: Period | None) -> list[Line]:
+    lines: list[Line] = []
+    for component in ctx.components:
+        if component.kind != PlanComponent.Kind.RECURRING:
+            continue
+        advance = component.timing == PlanComponent.Timing.ADVANCE
+        charged = period if advance else previous
+        if charged is not None:
+            lines.extend(_recurring_should_be(ctx, component, charged))
+        lines.extend(_recurring_corrections(ctx, component, before=charged or period))
+    return lines
+
+
+def _recurring_corrections(ctx: RatingContext, component: PlanComponent, before: Period) -> list[Line]:
+    """Credits (or debits) for periods billed earlier whose days the subscription no longer covers."""
+    sub = ctx.subscription
+    if sub.end_date is None:
+        return []
+    kinds = (CalculationLine.Kind.RECURRING, CalculationLine.Kind.CREDIT)
+    lines = []
+    for earlier in {
+        ctx.period_of(b.period_start) for b in ctx.billed_lines if b.component_id == component.pk
+    }:
+        if earlier.start >= before.start or earlier.end <= sub.end_date:
+            continue
+        billed = _billed_for(ctx, component.pk, earlier, kinds)
+        should = sum((ln.amount for ln in _recurring_should_be(ctx, component, earlier)), Decimal(0))
+        difference = should - billed
+        if difference == 0:
+            continue
+        unused = earlier.intersect(sub.end_date + dt.timedelta(days=1), None) or earlier
+        lines.append(
+            Line(
+                kind=CalculationLine.Kind.CREDIT,
+                description=f"{component.name}: {unused.days} day(s) after the end on {sub.end_date}",
+                amount=difference,
+                period=unused,
+                component=component,
+                proration_factor=proration(unused.days, earlier).quantize(FACTOR_PLACES),
+                tax_category_id=component.tax_category_id,
+            )
+        )
+    return sorted(lines, key=lambda ln: ln.period)
+
+
+def _one_time(ctx: RatingContext, period: Period) -> list[Line]:
+    sub = ctx.subscription
+    charged = {b.component_id for b in ctx.billed_lines if b.kind == CalculationLine.Kind.ONE_TIME}
+    lines = []
+    for component in ctx.components:
+        if component.kind != PlanComponent.Kind.ONE_TIME or component.pk in charged:
+            continue
+        due = sub.start_date if component.trigger == PlanComponent.Trigger.ACTIVATION else sub.end_date
+        if due is None or due > period.end:
+            continue
+        (_, price), *_ = _price_slices(ctx, component, Period(due, due))
+        lines.append(
+            Line(
+                kind=CalculationLine.Kind.ONE_TIME,
+                description=component.name,
+                amount=quantize(price.amount, sub.currency),
+                period=Period(due, due),
+                component=component,
+                quantity=Decimal(1),
+                rate=price.amount,
+                tax_category_id=component.tax_category_id,
+            )
+        )
+    return lines
+
+
+# --- usage -------------------------------------------------------------------------------------------------
+
+
+def _tiers(price: Price) -> list[tuple[Decimal, Decimal | None, Decimal]]:
+    return [(t.from_quantity, t.to_quantity, t.unit_price) for t in price.tiers.all()]
+
+
+def usage_lines(
+    *,
+    component: PlanComponent,
+    quantities: list[tuple[Price, Decimal]],
+    period: Period,
+    currency: str,
+) -> list[Line]:
+    """Rate one period's usage of a component. ``quantities``: the period's units per price, in time order.
+
+    Units are counted from the first of the period: the first ``included_quantity`` are free; graduated tiers
+    price each unit at the tier its position falls in; volume prices every chargeable unit at the tier the
+    period's total reaches; per unit multiplies.
+    """
+    unit = component.usage_type.unit
+    total = sum((q for _, q in quantities), Decimal(0))
+    included = component.included_quantity
+    lines: list[Line] = []
+
+    def line(kind, description, quantity, rate, amount) -> Line:
+        return Line(
+            kind=kind,
+            description=description,
+            amount=amount,
+            period=period,
+            component=component,
+            quantity=quantity,
+            unit=unit,
+            rate=rate,
+            tax_category_id=component.tax_category_id,
+        )
+
+    if included:
+        used = min(total, included)
+        lines.append(
+            line(
+                CalculationLine.Kind.ALLOWANCE,
+                f"{component.name}: {_fmt(used)} of {_fmt(included)} {unit} included",
+                used,
+                Decimal(0),
+                Decimal(0),
+            )
+        )
+    method = component.rating_method
+    position = Decimal(0)  # units of the period counted so far
+    for price, quantity in quantities:
+        start, end = position, position + quantity
+        position = end
+        chargeable_start = max(start, included)
+        if end <= chargeable_start:
+            continue
+        if method == PlanComponent.RatingMethod.PER_UNIT:
+            q = end - chargeable_start
+            lines.append(
+                line(
+                    CalculationLine.Kind.USAGE,
+                    f"{component.name}: {_fmt(q)} {unit} x {_fmt(price.unit_price)}",
+                    q,
+                    price.unit_price,
+                    quantize(q * price.unit_price, currency),
+                )
+            )
+        elif method == PlanComponent.RatingMethod.GRADUATED:
+            for low, high, unit_price in _tiers(price):
+                lo = max(low, chargeable_start)
+                hi = end if high is None else min(high, end)
+                if hi <= lo:
+                    continue
+                q = hi - lo
+                band = f"{_fmt(low + 1 if low else low)}–{_fmt(high) if high is not None else '∞'}"
+                lines.append(
+                    line(
+                        CalculationLine.Kind.USAGE,
+                        f"{component.name}: {_fmt(q)} {unit} in tier {band} x {_fmt(unit_price)}",
+                        q,
+                        unit_price,
+                        quantize(q * unit_price, currency),
+                    )
+                )
+        else:  # volume: the tier the whole period reaches prices every chargeable unit
+            tier = next(
+                (t for t in _tiers(price) if t[0] < total and (t[1] is None or total <= t[1])),
+                _tiers(price)[0],
+            )
+            q = end - chargeable_start
+            band = f"{_fmt(tier[0])}–{_fmt(tier[1]) if tier[1] is not None else '∞'}"
+            lines.append(
+                line(
+                    CalculationLine.Kind.USAGE,
+                    f"{component.name}: {_fmt(q)} {unit}, all at tier {band} x {_fmt(tier[2])}",
+                    q,
+                    tier[2],
+                    quantize(q * tier[2], currency),
+                )
+            )
+    return lines
+
+
+def _fmt(value: Decimal) -> str:
+    text = f"{value.normalize():f}"
+    return text
+
+
+def _usage(ctx: RatingContext, period: Period, draft: SegmentDraft) -> list[Line]:
+    """Usage of completed periods before ``period`` that has not been rated yet."""
+    sub = ctx.subscription
+    pending = list(
+        UsageRecord.objects.filter(
+            subscription=sub, status=UsageRecord.Status.ACCEPTED, event_date__lt=period.start
+        ).values_list("id", "usage_type_id", "event_date", "quantity")
+    )
+    if not pending:
+        return []
+    by_component = {c.usage_type_id: c for c in ctx.components if c.kind == PlanComponent.Kind.USAGE}
+    todo: dict[tuple[int, Period], list[tuple[dt.date, Decimal]]] = defaultdict(list)
+    for record_id, usage_type_id, day, quantity in pending:
+        component = by_component.get(usage_type_id)
+        if component is None:
+            raise RatingError(
+                "usage_not_priced",
+                f"Usage record {record_id}: plan {sub.price_plan.name} has no component for its usage type.",
+            )
+        todo[(component.pk, ctx.period_of(day))].append((day, quantity))
+        draft.usage_ids.append(record_id)
+    lines: list[Line] = []
+    components = {c.pk: c for c in ctx.components}
+    for (component_id, usage_period), new in sorted(todo.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        component = components[component_id]
+        # The period in full: units rated before (by day) and the new ones.
+        rated = (
+            UsageRecord.objects.filter(
+                subscription=sub,
+                usage_type_id=component.usage_type_id,
+                status=UsageRecord.Status.RATED,
+                event_date__range=(usage_period.start, usage_period.end),
+            )
+            .values("event_date")
+            .annotate(q=Sum("quantity"))
+            .values_list("event_date", "q")
+        )
+        per_day: dict[dt.date, Decimal] = defaultdict(Decimal)
+        for day, quantity in [*rated, *new]:
+            per_day[day] += quantity
+        per_price: list[tuple[Price, Decimal]] = []
+        for day in sorted(per_day):
+            (_, price), *_ = _price_slices(ctx, component, Period(day, day))
+            if per_price and per_price[-1][0].pk == price.pk:
+                per_price[-1] = (price, per_price[-1][1] + per_day[day])
+            else:
+                per_price.append((price, per_day[day]))
+            _check_tiers(component, price)
+        lines.extend(
+            usage_lines(component=component, quantities=per_price, period=usage_period, currency=sub.currency)
+        )
+        billed = _billed_for(
+            ctx,
+            component.pk,
+            usage_period,
+            (CalculationLine.Kind.USAGE, CalculationLine.Kind.ALLOWANCE, CalculationLine.Kind.PRIOR),
+        )
+        if billed:
+            lines.append(
+                Line(
+                    kind=CalculationLine.Kind.PRIOR,
+                    description=f"{component.name}: already billed for {usage_period}",
+                    amount=-billed,
+                    period=usage_period,
+                    component=component,
+                    tax_category_id=component.tax_category_id,
+                )
+            )
+    return lines
+
+
+def _check_tiers(component: PlanComponent, price: Price) -> None:
+    if component.rating_method == PlanComponent.RatingMethod.PER_UNIT:
+        if price.unit_price is None:
+            raise RatingError(
+                "no_price", f"{component.name}: the price from {price.valid_from} has no unit price."
+            )
+        return
+    if not price.tiers.all():
+        raise RatingError("no_price", f"{component.name}: the price from {price.valid_from} has no tiers.")
+
+
+# --- discounts and taxes -----------------------------------------------------------------------------------
+
+DISCOUNTABLE = {
+    Discount.AppliesTo.ALL: (
+        PlanComponent.Kind.RECURRING,
+        PlanComponent.Kind.USAGE,
+        PlanComponent.Kind.ONE_TIME,
+    ),
+    Discount.AppliesTo.RECURRING: (PlanComponent.Kind.RECURRING,),
+    Discount.AppliesTo.USAGE: (PlanComponent.Kind.USAGE,),
+    Discount.AppliesTo.ONE_TIME: (PlanComponent.Kind.ONE_TIME,),
+}
+
+
+def _discounts(ctx: RatingContext, period: Period, charges: list[Line]) -> list[Line]:
+    sub = ctx.subscription
+    lines: list[Line] = []
+    for discount in ctx.discounts:
+        kinds = DISCOUNTABLE[discount.applies_to]
+        # Each charge counts for the days of it on which the discount is effective.
+        weights: dict[int | None, Decimal] = defaultdict(Decimal)
+        span: list[Period] = []
+        for charge in charges:
+            if charge.component_kind not in kinds or charge.kind not in CalculationLine.CHARGE_KINDS:
+                continue
+            days = discount.days_effective(charge.period.start, charge.period.end)
+            if not days:
+                continue
+            weights[charge.tax_category_id] += charge.amount * days / charge.period.days
+            span.append(charge.period)
+        if not span:
+            continue
+        covered = Period(min(p.start for p in span), max(p.end for p in span))
+        if discount.kind == Discount.Kind.PERCENTAGE:
+            for category_id, base in weights.items():
+                amount = -quantize(base * discount.value / HUNDRED, sub.currency)
+                if amount:
+                    lines.append(
+                        Line(
+                            kind=CalculationLine.Kind.DISCOUNT,
+                            description=f"{discount.name} ({_fmt(discount.value)}%)",
+                            amount=amount,
+                            period=covered,
+                            discount=discount,
+                            rate=discount.value,
+                            base=quantize(base, sub.currency),
+                            tax_category_id=category_id,
+                        )
+                    )
+            continue
+        if discount.currency != sub.currency:
+            raise RatingError(
+                "currency_mismatch",
+                f"Discount {discount.name} is in {discount.currency}, not {sub.currency}.",
+            )
+        active = period.intersect(sub.start_date, sub.end_date)
+        days = discount.days_effective(active.start, active.end) if active else 0
+        eligible = sum(weights.values(), Decimal(0))
+        wanted = quantize(discount.value * days / period.days, sub.currency)
+        total = min(wanted, quantize(eligible, sub.currency))
+        if total <= 0:
+            continue
+        categories = list(weights)
+        parts = allocate(Money(total, sub.currency), [max(weights[c], Decimal(0)) for c in categories])
+        for category_id, part in zip(categories, parts, strict=True):
+            if part.amount:
+                lines.append(
+                    Line(
+                        kind=CalculationLine.Kind.DISCOUNT,
+                        description=discount.name,
+                        amount=-part.amount,
+                        period=covered,
+                        discount=discount,
+                        rate=discount.value,
+                        proration_factor=proration(days, period).quantize(FACTOR_PLACES),
+                        tax_category_id=category_id,
+                    )
+                )
+    return lines
+
+
+def _tax_rate(ctx: RatingContext, category_id: int, day: dt.date) -> TaxRate:
+    if ctx.jurisdiction is None:
+        raise RatingError(
+            "no_tax_jurisdiction",
+            "No tax jurisdiction: set one on the subscription, or a country and region on the profile.",
+        )
+    for rate in ctx.tax_rates.get(category_id, []):
+        if rate.valid_from <= day and (rate.valid_to is None or day <= rate.valid_to):
+            return rate
+    category = next(c.tax_category for c in ctx.components if c.tax_category_id == category_id)
+    raise RatingError(
+        "no_tax_rate", f"No {category.name} tax rate in {ctx.jurisdiction.name} on {day.isoformat()}."
+    )
+
+
+def _taxes(ctx: RatingContext, lines: list[Line]) -> list[Line]:
+    sub = ctx.subscription
+    bases: dict[int, Decimal] = defaultdict(Decimal)
+    spans: dict[int, list[Period]] = defaultdict(list)
+    rates: dict[int, TaxRate] = {}
+    for line in lines:
+        if line.tax_category_id is None or not line.amount:
+            continue
+        rate = _tax_rate(ctx, line.tax_category_id, line.period.end)
+        rates[rate.pk] = rate
+        bases[rate.pk] += line.amount
+        spans[rate.pk].append(line.period)
+    taxes = []
+    for rate_id, base in bases.items():
+        rate = rates[rate_id]
+        if rate.inclusive:
+            amount = quantize(base * rate.rate / (HUNDRED + rate.rate), sub.currency)
+            label = f"{rate.name} {_fmt(rate.rate)}% (included in prices)"
+        else:
+            amount = quantize(base * rate.rate / HUNDRED, sub.currency)
+            label = f"{rate.name} {_fmt(rate.rate)}%"
+        if not amount:
+            continue
+        span = spans[rate_id]
+        taxes.append(
+            Line(
+                kind=CalculationLine.Kind.TAX,
+                description=label,
+                amount=amount,
+                period=Period(min(p.start for p in span), max(p.end for p in span)),
+                tax_rate=rate,
+                rate=rate.rate,
+                base=base,
+                included=rate.inclusive,
+            )
+        )
+    return taxes
+
+
+# --- one segment -------------------------------------------------------------------------------------------
+
+
+def rate_period(ctx: RatingContext, period: Period) -> SegmentDraft:
+    """Rate one period of a subscription (reads only). Errors come back on the draft."""
+    sub = ctx.subscription
+    draft = SegmentDraft(subscription=sub, period=period, currency=sub.currency)
+    previous = None
+    if period.start > sub.start_date:
+        previous = ctx.period_of(period.start - dt.timedelta(days=1))
+    try:
+        charges = [*_one_time(ctx, period), *_recurring(ctx, period, previous), *_usage(ctx, period, draft)]
+        discounts = _discounts(ctx, period, charges)
+        taxes = _taxes(ctx, [*charges, *discounts])
+    except RatingError as exc:
+        draft.error = exc
+        draft.usage_ids = []
+        return draft
+    draft.lines = [*charges, *discounts, *taxes]
+    return draft
+
+
+# --- storing -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RatingResult:
+    subscription: Subscription
+    created: list[BillSegment] = field(default_factory=list)
+    errors: list[BillSegment] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _store(ctx: RatingContext, draft: SegmentDraft, existing: BillSegment | None) -> BillSegment:
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "period_end": draft.period.end,
+        "currency": draft.currency,
+        "rated_at": now,
+    }
+    if draft.error is not None:
+        values.update(
+            status=BillSegment.Status.ERROR,
+            error_code=draft.error.code,
+            error_message=draft.error.message[:500],
+            charges=0,
+            discounts=0,
+            taxes=0,
+            taxes_included=0,
+            total=0,
+        )
+    else:
+        values.update(
+            status=BillSegment.Status.RATED,
+            error_code="",
+            error_message="",
+            charges=draft.charges,
+            discounts=draft.discounts,
+            taxes=draft.taxes,
+            taxes_included=draft.taxes_included,
+            total=draft.total,
+        )
+    if existing is None:
+        segment = BillSegment.objects.create(
+            subscription=ctx.subscription, period_start=draft.period.start, **values
+        )
+    else:
+        segment = existing
+        for key, value in values.items():
+            setattr(segment, key, value)
+        segment.save()
+    CalculationLine.objects.bulk_create(
+        [
+            CalculationLine(
+                segment=segment,
+                position=i,
+                kind=line.kind,
+                component=line.component,
+                discount=line.discount,
+                tax_rate=line.tax_rate,
+                description=line.description[:300],
+                quantity=line.quantity,
+                unit=line.unit,
+                rate=line.rate,
+                proration_factor=line.proration_factor,
+                base=line.base,
+                amount=line.amount,
+                included=line.included,
+                period_start=line.period.start,
+                period_end=line.period.end,
+            )
+            for i, line in enumerate(draft.lines, start=1)
+        ]
+    )
+    if draft.usage_ids:
+        UsageRecord.objects.filter(pk__in=draft.usage_ids, status=UsageRecord.Status.ACCEPTED).update(
+            status=UsageRecord.Status.RATED, segment=segment
+        )
+    ctx.segments[segment.period_start] = segment
+    ctx.billed_lines.extend(
+        BilledLine(
+            ln.component.pk if ln.component else None, ln.kind, ln.period.start, ln.period.end, ln.amount
+        )
+        for ln in draft.lines
+    )
+    return segment
+
+
+@transaction.atomic
+def subscription_rate(*, subscription: Subscription, bill_as_of: dt.date) -> RatingResult:
+    """Rate every period of the subscription that has started by ``bill_as_of`` and has no segment yet (or
+    whose segment is in error). Idempotent: a period with a rated or billed segment is never rated again, and
+    the unique constraint on (subscription, period) stops a concurrent second one.
+    """
+    # One rating of a subscription at a time: a concurrent caller waits here, then finds the segments made.
+    Subscription.objects.select_for_update().filter(pk=subscription.pk).values_list("pk").get()
+    ctx = rating_context(subscription)
+    result = RatingResult(subscription=ctx.subscription)
+    for period in billable_periods(ctx, bill_as_of):
+        existing = ctx.segments.get(period.start)
+        if existing is not None and existing.status != BillSegment.Status.ERROR:
+            continue
+        draft = rate_period(ctx, period)
+        segment = _store(ctx, draft, existing)
+        (result.errors if draft.error else result.created).append(segment)
+        if draft.error:
+            # Later periods build on this one (arrears, usage, credits): stop until it is fixed.
+            break
+    return result
+
+
+def account_subscriptions(account: Account) -> list[Subscription]:
+    """The subscriptions a bill for this bill unit carries: its own and its non-paying descendants', in
+    processing-sequence order. Prepaid subscriptions are billed by prepaid runs, not on bills."""
+    from accounts.selectors import billed_accounts
+
+    ids = [a.pk for a in billed_accounts(account=account)]
+    return list(
+        Subscription.objects.filter(account_id__in=ids, billing_term_scheme__kind="normal")
+        .select_related("price_plan", "account")
+        .order_by("processing_sequence", "id")
+    )
