@@ -32,8 +32,21 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "statements.view_statementline",
         "statements.view_usagesummary",
         "statements.view_billerbalancesnapshot",
+        # The billing engine: what a subscription is on, and how each charge was calculated.
+        "billruns.view_subscription",
+        "billruns.view_billsegment",
+        "billruns.view_calculationline",
+        "billruns.view_priceplan",
+        "billruns.view_plancomponent",
+        "billruns.view_price",
+        "billruns.view_pricetier",
+        "billruns.view_product",
+        "billruns.view_discount",
+        "billruns.view_usagerecord",
+        "billruns.preview_bill",
     ),
-    SUPERVISOR: (),  # everything a CSR has, plus approvals added by later features
+    # Everything a CSR has, plus approvals added by later features and billing an account now.
+    SUPERVISOR: ("billruns.bill_account",),
     BILLING_ADMIN: (*(f"{app}.*" for app in PROJECT_APPS), "django_celery_beat.*", "django_celery_results.*"),
     CUSTOMER: (),
 }

@@ -9,6 +9,7 @@ from billing_mgmt.views import healthz
 api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("statements.api.urls")),
+    path("", include("billruns.api.urls")),
 ]
 
 urlpatterns = [
@@ -19,4 +20,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("accounts.urls")),
     path("statements/", include("statements.urls")),
+    path("billing/", include("billruns.urls")),
 ]

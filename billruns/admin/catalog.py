@@ -1,0 +1,1 @@
+"""Admin: catalog (filled by its feature work)."""

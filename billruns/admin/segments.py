@@ -1,0 +1,1 @@
+"""Admin: segments (filled by its feature work)."""

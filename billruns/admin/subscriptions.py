@@ -1,0 +1,1 @@
+"""Admin: subscriptions (filled by its feature work)."""

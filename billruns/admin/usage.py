@@ -1,0 +1,1 @@
+"""Admin: usage (filled by its feature work)."""

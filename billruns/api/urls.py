@@ -1,0 +1,8 @@
+"""Billing engine API, mounted under /api/v1/ by billing_mgmt/urls.py: the catalog, subscriptions, usage
+records and bills (bill now, preview)."""
+
+urlpatterns: list = [
+    # catalog and subscriptions (billruns/api/catalog.py, subscriptions.py)
+    # usage records (billruns/api/usage.py)
+    # bills (billruns/api/bills.py)
+]

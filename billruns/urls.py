@@ -1,0 +1,3 @@
+"""CSR pages of the billing engine, mounted under /billing/ (billruns/views.py)."""
+
+urlpatterns: list = []
