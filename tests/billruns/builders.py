@@ -143,13 +143,11 @@ def tax(
     jurisdiction = TaxJurisdiction.objects.get_or_create(
         code="us-tx", defaults={"name": "Texas", "country": "US", "region": "TX"}
     )[0]
-    TaxRate.objects.create(
-        name=name,
+    TaxRate.objects.get_or_create(
         category=cat,
         jurisdiction=jurisdiction,
-        rate=D(rate),
-        inclusive=inclusive,
         valid_from=valid_from,
+        defaults={"name": name, "rate": D(rate), "inclusive": inclusive},
     )
     return cat, jurisdiction
 
