@@ -455,7 +455,7 @@ def usage_lines(
                 if hi <= lo:
                     continue
                 q = hi - lo
-                band = f"{_fmt(low + 1 if low else low)}–{_fmt(high) if high is not None else '∞'}"
+                band = _band(low, high)
                 lines.append(
                     line(
                         CalculationLine.Kind.USAGE,
@@ -471,7 +471,7 @@ def usage_lines(
                 _tiers(price)[0],
             )
             q = end - chargeable_start
-            band = f"{_fmt(tier[0])}–{_fmt(tier[1]) if tier[1] is not None else '∞'}"
+            band = _band(tier[0], tier[1])
             lines.append(
                 line(
                     CalculationLine.Kind.USAGE,
@@ -485,8 +485,13 @@ def usage_lines(
 
 
 def _fmt(value: Decimal) -> str:
-    text = f"{value.normalize():f}"
-    return text
+    return f"{value.normalize():f}"
+
+
+def _band(low: Decimal, high: Decimal | None) -> str:
+    if high is None:
+        return f"above {_fmt(low)}"
+    return f"up to {_fmt(high)}" if not low else f"{_fmt(low)}–{_fmt(high)}"
 
 
 def _usage(ctx: RatingContext, period: Period, draft: SegmentDraft) -> list[Line]:

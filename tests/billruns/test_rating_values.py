@@ -205,3 +205,18 @@ def test_a_period_without_a_price_is_saved_with_its_error_and_rated_again_once_f
     result = subscription_rate(subscription=sub, bill_as_of=JUNE_1)
     (seg,) = result.created
     assert seg.status == BillSegment.Status.RATED and seg.total == D("30.00") and seg.error_code == ""
+
+
+def test_calculation_lines_cannot_be_changed_or_deleted_in_the_database():
+    from django.db import IntegrityError, transaction
+
+    plan = b.plan()
+    b.recurring(plan, "30.00")
+    sub = b.subscription(account(), plan, JUNE_1)
+    subscription_rate(subscription=sub, bill_as_of=JUNE_1)
+    line = CalculationLine.objects.get(segment__subscription=sub)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CalculationLine.objects.filter(pk=line.pk).update(amount=D("1.00"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CalculationLine.objects.filter(pk=line.pk).delete()
+    assert CalculationLine.objects.get(pk=line.pk).amount == D("30.00")
