@@ -113,6 +113,59 @@ def account_sections(*, user=None, slot: str | None = None) -> list[AccountSecti
     return sections
 
 
+# Statement panels: parts of the statement page that an app above ``statements`` adds (the billing engine's
+# "Calculation"), so that ``statements`` never imports it. A panel view is ``view(request, statement, lines)``
+# with the statement's lines already loaded; it returns a RenderedPanel, or None when it has nothing to say
+# about this statement (the panel is then left out).
+
+
+@dataclass
+class RenderedPanel:
+    """A panel's HTML and, per statement line id, the anchors (ids in ``html``) that explain that line."""
+
+    html: str
+    line_anchors: dict[int, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatementPanel:
+    key: str
+    title: str
+    view: str | Callable[..., RenderedPanel | None]
+    order: int = 100
+    permission: str | None = None
+
+    def render(self, request: HttpRequest, statement: Any, lines: list) -> RenderedPanel | None:
+        view = import_string(self.view) if isinstance(self.view, str) else self.view
+        return view(request, statement, lines)
+
+    def visible_to(self, user) -> bool:
+        return self.permission is None or user.has_perm(self.permission)
+
+
+_panels: dict[str, StatementPanel] = {}
+
+
+def register_statement_panel(
+    key: str, view: str | Callable[..., RenderedPanel | None], permission: str | None = None,
+    order: int = 100, title: str = "",
+) -> StatementPanel:  # fmt: skip
+    """Add a panel to the statement page (from an app's ``ready()``); same rules as ``register_section``."""
+    panel = StatementPanel(key=key, title=title or key.replace("-", " ").capitalize(), view=view,
+                           order=order, permission=permission)  # fmt: skip
+    existing = _panels.get(key)
+    if existing is not None and existing != panel:
+        raise ImproperlyConfigured(f"Statement panel '{key}' is already registered differently.")
+    _panels[key] = panel
+    return panel
+
+
+def statement_panels(*, user=None) -> list[StatementPanel]:
+    """Registered statement panels in page order, optionally only those the user may see."""
+    panels = sorted(_panels.values(), key=lambda p: (p.order, p.key))
+    return [p for p in panels if user is None or p.visible_to(user)]
+
+
 def is_partial(request: HttpRequest) -> bool:
     """True for an HTMX request that wants a fragment (not a history restore, which needs the whole page)."""
     htmx = getattr(request, "htmx", None)

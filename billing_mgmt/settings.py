@@ -204,6 +204,10 @@ SPECTACULAR_SETTINGS = {
         "StatementStatusEnum": "statements.models.Statement.Status",
         "StatementLineTypeEnum": "statements.models.StatementLine.Type",
         "IngestStatusEnum": "statements.api.serializers.INGEST_STATUSES",
+        "UsageRecordStatusEnum": "billruns.models.UsageRecord.Status",
+        "SubscriptionStatusEnum": "billruns.models.Subscription.Status",
+        "PlanComponentKindEnum": "billruns.models.PlanComponent.Kind",
+        "TransactionKindEnum": "statements.records.TransactionRecordSerializer.KINDS",
     },
 }
 

@@ -10,3 +10,24 @@ class BillrunsConfig(AppConfig):
         from .defaults import ensure_catalog_defaults
 
         post_migrate.connect(ensure_catalog_defaults, sender=self, dispatch_uid="billruns.catalog_defaults")
+        # CSR pages (billruns/views.py): the account page's Subscriptions section and the statement page's
+        # Calculation panel ("why is this charge this much?").
+        from billing_mgmt.sections import MAIN, AccountSection, register_section, register_statement_panel
+
+        register_section(
+            AccountSection(
+                key="subscriptions",
+                title="Subscriptions",
+                view="billruns.views.subscriptions_section",
+                order=30,
+                slot=MAIN,
+                permission="billruns.view_subscription",
+            )
+        )
+        register_statement_panel(
+            "calculation",
+            "billruns.views.calculation_panel",
+            permission="billruns.view_calculationline",
+            order=10,
+            title="Calculation",
+        )

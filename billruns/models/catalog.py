@@ -277,10 +277,17 @@ class Price(models.Model):
         ordering = ["component", "frequency", "valid_from"]
         constraints = [
             _valid_dates_in_order("price"),
+            # One price per start day (per frequency, for recurring components). Two partial constraints
+            # rather than nulls_distinct=False, which SQLite (the embedded default) cannot enforce.
             models.UniqueConstraint(
                 fields=["component", "frequency", "valid_from"],
+                condition=Q(frequency__isnull=False),
+                name="price_one_start_per_frequency",
+            ),
+            models.UniqueConstraint(
+                fields=["component", "valid_from"],
+                condition=Q(frequency__isnull=True),
                 name="price_one_start_per_component",
-                nulls_distinct=False,
             ),
             models.CheckConstraint(
                 condition=Q(amount__isnull=True) | Q(amount__gte=0), name="price_amount_ge_0"

@@ -132,6 +132,8 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["subscription", "status", "event_date"], name="usage_to_rate"),
             models.Index(fields=["status", "received_at"], name="usage_status_recent"),
+            models.Index(fields=["source", "-event_time"], name="usage_source_recent"),
+            models.Index(fields=["event_date"], name="usage_event_date"),
         ]
 
     def __str__(self) -> str:

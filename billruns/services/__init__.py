@@ -8,7 +8,9 @@
 """
 
 from .billing import BillResult, bill_create, bill_preview, engine_biller
+from .catalog import price_plan_create
 from .rating import RatingError, RatingResult, rate_period, rating_context, subscription_rate
+from .subscriptions import subscription_cancel, subscription_create, subscription_update
 
 __all__ = [
     "BillResult",
@@ -20,4 +22,8 @@ __all__ = [
     "rate_period",
     "rating_context",
     "subscription_rate",
+    "price_plan_create",
+    "subscription_cancel",
+    "subscription_create",
+    "subscription_update",
 ]

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET
 
 from accounts.models import Account
 from billing_mgmt.money import DEFAULT_LOCALE
-from billing_mgmt.sections import staff_required
+from billing_mgmt.sections import staff_required, statement_panels
 from statements import selectors
 from statements.models import Statement
 
@@ -90,6 +90,13 @@ def statement_detail(request: HttpRequest, number: str, pk: int) -> HttpResponse
     except Statement.DoesNotExist:
         raise Http404(f"No statement {pk} on account {number}.") from None
     lines = list(statement.lines.all())
+    # Panels that apps above this one add (billing_mgmt.sections.register_statement_panel), e.g. the engine's
+    # Calculation; a panel may explain lines, which then link to it ("How").
+    panels = [
+        (p, out) for p in statement_panels(user=request.user) if (out := p.render(request, statement, lines))
+    ]
+    for line in lines:
+        line.explained_by = [anchor for _, out in panels for anchor in out.line_anchors.get(line.pk, ())]
     # The bill's arithmetic, top to bottom (payments received lower what is due, so they show negative).
     summary = [
         ("Previous balance", statement.previous_balance),
@@ -106,6 +113,7 @@ def statement_detail(request: HttpRequest, number: str, pk: int) -> HttpResponse
         "currency": statement.currency,
         "groups": selectors.statement_line_groups(lines=lines),
         "line_count": len(lines),
+        "panels": [{"panel": panel, "html": out.html} for panel, out in panels],
         "lines_amount": sum((line.amount for line in lines), Decimal(0)),
         "lines_tax": sum((line.tax for line in lines), Decimal(0)),
         "usage": [

@@ -36,6 +36,7 @@ def test_sections_are_registered_by_their_apps():
         "biller-balances": ("main", "Account balances"),
         "statements": ("main", "Statements"),
         "charts": ("main", "Billing & usage"),
+        "subscriptions": ("main", "Subscriptions"),
         "ledger": ("main", "Ledger"),
         "profile": ("side", "Billing profile"),
         "freshness": ("side", "Data from billers"),
@@ -48,7 +49,7 @@ def test_sections_are_ordered_per_slot():
     side = [s.key for s in account_sections(slot="side")]
     assert side == ["profile", "freshness", "contacts", "references"]
     main = [s.key for s in account_sections(slot="main")]
-    assert main == ["biller-balances", "statements", "charts", "ledger"]
+    assert main == ["biller-balances", "statements", "charts", "subscriptions", "ledger"]
 
 
 def test_registering_the_same_section_again_is_harmless():

@@ -12,6 +12,7 @@ from accounts.models import Account, Biller, BillerApiKey, BillerReference, Bill
 from billing_mgmt import roles
 from billing_mgmt.management.commands.load_demo import LATE_FEE, STATEMENT_MONTHS, DemoLoader, DemoStatements
 from billing_mgmt.models import AuditRecord, NumberSeries
+from billruns.models import BillSegment, CalculationLine, UsageRecord
 from statements.models import (
     AccountBalance,
     BillerBalanceSnapshot,
@@ -142,7 +143,9 @@ def test_load_demo_refuses_with_debug_off_unless_forced(settings):
 def test_load_demo_sends_two_years_of_statements_through_ingest():
     output = _load()
 
-    statements = Statement.objects.select_related("biller", "account")
+    statements = Statement.objects.filter(biller__code__in=["northwind", "globex"]).select_related(
+        "biller", "account"
+    )
     accounts = {s.account for s in statements}
     assert len(accounts) == 3
     assert {s.biller.code for s in statements} == {"northwind", "globex"}  # the two push billers
@@ -150,7 +153,8 @@ def test_load_demo_sends_two_years_of_statements_through_ingest():
         assert statements.filter(account=account).count() == STATEMENT_MONTHS
         assert account.number in output
     assert set(statements.values_list("channel", flat=True)) == {"api"}
-    assert set(StatementLine.objects.values_list("line_type", flat=True)) == {
+    line_types = StatementLine.objects.filter(statement__in=statements).values_list("line_type", flat=True)
+    assert set(line_types) == {
         "recurring", "usage", "one_time", "discount", "tax",
     }  # fmt: skip
     usage = set(UsageSummary.objects.values_list("statement__biller__code", "usage_type", "unit"))
@@ -161,7 +165,7 @@ def test_load_demo_sends_two_years_of_statements_through_ingest():
     assert set(statements.values_list("status", flat=True)) >= {"paid", "partially_paid"}
     # Through the services: numbered, audited, and the ledger holds each bill and each payment at the biller.
     assert AuditRecord.objects.filter(action="statement.create").count() == statements.count()
-    bills = FinancialTransaction.objects.filter(kind="bill", statement__isnull=False)
+    bills = FinancialTransaction.objects.filter(kind="bill", statement__in=statements)
     assert bills.count() == statements.count()
     assert FinancialTransaction.objects.filter(
         kind="payment", biller__code__in=["northwind", "globex"]
@@ -182,12 +186,32 @@ def test_load_demo_adds_statements_to_an_older_demo_database(monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(DemoStatements, "targets", lambda self: [])  # as loaded before statements existed
         _load()
-    assert not Statement.objects.exists()
+    pushed = Statement.objects.exclude(channel="engine")
+    assert not pushed.exists()
 
     output = _load()
 
-    assert Statement.objects.count() == 3 * STATEMENT_MONTHS
+    assert pushed.count() == 3 * STATEMENT_MONTHS
     assert "Loaded 72 statements" in output
     before = _counts()
     assert "Demo data already loaded: nothing to do." in _load()
     assert _counts() == before
+
+
+def test_load_demo_bills_the_internal_billers_customers_with_the_engine():
+    output = _load()
+
+    engine_bills = Statement.objects.filter(channel="engine")
+    assert engine_bills.count() >= 12 and "Billing engine:" in output
+    assert set(engine_bills.values_list("biller__code", flat=True)) == {"acme"}  # the internal biller
+    segments = BillSegment.objects.filter(status="billed")
+    assert segments.exists() and all(s.statement_id for s in segments)
+    lines = CalculationLine.objects.filter(segment__in=segments)
+    kinds = set(lines.values_list("kind", flat=True))
+    assert {"recurring", "usage", "allowance", "one_time", "discount", "tax", "credit"} <= kinds
+    assert lines.filter(statement_line__isnull=True).count() == 0
+    assert (
+        BillSegment.objects.filter(status="error", error_code="no_price").count() == 1
+    )  # the withdrawn plan
+    assert UsageRecord.objects.filter(status="rated").count() > 1000
+    assert ledger_mismatches() == []

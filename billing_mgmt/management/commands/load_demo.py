@@ -27,6 +27,7 @@ from accounts.models import Account, Biller, BillerApiKey, BillerReference, Bill
 from accounts.services import account_create, biller_api_key_create, biller_reference_set, contact_add
 from billing_mgmt import roles
 from billing_mgmt.audit import audit_record, snapshot
+from billing_mgmt.demo_engine import EngineLoad, engine_demo_loaded, load_engine_demo
 from billing_mgmt.money import quantize
 from statements.models import Channel, FinancialTransaction, Statement
 from statements.services import ingest_records, transaction_post, transaction_reverse
@@ -768,6 +769,8 @@ class Command(BaseCommand):
                     )
                 )
                 self._report_statements(statements)
+            if demo_loaded() and not engine_demo_loaded():
+                self._report_engine(load_engine_demo(seed=seed))
             pulled = demo_pull_biller()
             if pulled is not None:
                 self.stdout.write(
@@ -781,6 +784,20 @@ class Command(BaseCommand):
                     biller=Biller.objects.get(code=API_KEY_BILLER), name="demo API client", actor=ACTOR
                 )
         self._print_logins(users, raw_key)
+
+    def _report_engine(self, load: EngineLoad) -> None:
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Billing engine: {load.plans} price plans, {load.subscriptions} subscriptions, "
+                f"{load.usage_records} usage records and {load.bills} bills for accounts "
+                f"{', '.join(a.number for a in load.accounts)}."
+            )
+        )
+        if load.errors:
+            self.stdout.write(
+                f"  {load.errors} subscription period(s) could not be rated (a withdrawn plan): "
+                "see the Subscriptions section and Bill segments in Django admin."
+            )
 
     def _report_statements(self, load: _StatementLoad) -> None:
         if not load.accounts:
