@@ -85,6 +85,22 @@ def probe(form: forms.ModelForm):
     return construct_instance(form, instance, form._meta.fields, form._meta.exclude)
 
 
+class RuleForm(forms.ModelForm):
+    """A model form that checks its row with one of billruns.services.catalog's rules (``rule``) once the
+    fields are clean, and shows the rule's errors on the fields they name."""
+
+    rule: staticmethod | None = None
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors and self.rule is not None:
+            try:
+                self.rule(probe(self))
+            except ValidationError as exc:
+                add_errors(self, exc)
+        return cleaned
+
+
 _ITEM = re.compile(r"^\w+\[(\d+)\]\.(\w+)$")
 
 
@@ -327,7 +343,9 @@ class PricePlanForm(forms.ModelForm):
         return cleaned
 
 
-class ComponentForm(forms.ModelForm):
+class ComponentForm(RuleForm):
+    rule = staticmethod(validate_component)
+
     class Meta:
         model = PlanComponent
         fields = (
@@ -343,15 +361,6 @@ class ComponentForm(forms.ModelForm):
             "trigger",
             "tax_category",
         )
-
-    def clean(self):
-        cleaned = super().clean()
-        if not self.errors:
-            try:
-                validate_component(probe(self))
-            except ValidationError as exc:
-                add_errors(self, exc)
-        return cleaned
 
 
 def _price_fit_errors(row: forms.ModelForm, price: Price, component: PlanComponent, currency, tiers) -> None:
@@ -492,19 +501,12 @@ class ComponentAdminForm(ComponentForm):
         return cleaned
 
 
-class PriceInlineForm(forms.ModelForm):
+class PriceInlineForm(RuleForm):
+    rule = staticmethod(validate_price_values)
+
     class Meta:
         model = Price
         fields = ("frequency", "valid_from", "valid_to", "amount", "unit_price")
-
-    def clean(self):
-        cleaned = super().clean()
-        if not self.errors:
-            try:
-                validate_price_values(probe(self))
-            except ValidationError as exc:
-                add_errors(self, exc)
-        return cleaned
 
 
 class PriceInlineFormSet(BaseInlineFormSet):
@@ -642,19 +644,12 @@ class PriceAdminForm(forms.ModelForm):
         return cleaned
 
 
-class TierForm(forms.ModelForm):
+class TierForm(RuleForm):
+    rule = staticmethod(validate_tier)
+
     class Meta:
         model = PriceTier
         fields = ("from_quantity", "to_quantity", "unit_price")
-
-    def clean(self):
-        cleaned = super().clean()
-        if not self.errors:
-            try:
-                validate_tier(probe(self))
-            except ValidationError as exc:
-                add_errors(self, exc)
-        return cleaned
 
 
 class TierFormSet(BaseInlineFormSet):
@@ -739,7 +734,9 @@ class PriceAdmin(AuditedAdmin):
 # --- discounts ---------------------------------------------------------------------------------------------
 
 
-class DiscountForm(forms.ModelForm):
+class DiscountForm(RuleForm):
+    rule = staticmethod(validate_discount)
+
     class Meta:
         model = Discount
         fields = (
@@ -756,15 +753,6 @@ class DiscountForm(forms.ModelForm):
             "valid_to",
             "active",
         )
-
-    def clean(self):
-        cleaned = super().clean()
-        if not self.errors:
-            try:
-                validate_discount(probe(self))
-            except ValidationError as exc:
-                add_errors(self, exc)
-        return cleaned
 
 
 @admin.register(Discount)

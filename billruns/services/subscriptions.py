@@ -45,6 +45,7 @@ from ..models import (
     PricePlan,
     Subscription,
     TaxJurisdiction,
+    UsageRecord,
 )
 from .catalog import FieldErrors, span, spans_overlap
 
@@ -365,6 +366,22 @@ def subscription_update(*, subscription: Subscription, data: dict[str, Any], act
     return changed
 
 
+def _reject_usage_after_end(subscription: Subscription) -> int:
+    """Usage not rated yet that falls after the new end date can never be billed: reject it, with its reason,
+    so it shows in admin (and is matched again by reprocessing if the end date moves later)."""
+    from .usage import OUTSIDE_SUBSCRIPTION_DATES
+
+    return UsageRecord.objects.filter(
+        subscription=subscription, status=UsageRecord.Status.ACCEPTED, event_date__gt=subscription.end_date
+    ).update(
+        status=UsageRecord.Status.REJECTED,
+        subscription=None,
+        subscription_ref=str(subscription.pk),
+        rejection_code=OUTSIDE_SUBSCRIPTION_DATES,
+        rejection_reason=f"After the subscription's end on {subscription.end_date.isoformat()}."[:300],
+    )
+
+
 @transaction.atomic
 def subscription_cancel(*, subscription: Subscription, end_date: dt.date, actor: Any) -> Subscription:
     """End a subscription on ``end_date`` (its last day of service) and mark it cancelled.
@@ -385,6 +402,7 @@ def subscription_cancel(*, subscription: Subscription, end_date: dt.date, actor:
     changed = check_subscription_change(subscription=current, data={"end_date": end_date})
     changed.status = Subscription.Status.CANCELLED
     changed.save(update_fields=["end_date", "status", "updated_at"])
+    _reject_usage_after_end(changed)
     audit_record(
         actor=actor,
         action="subscription.cancel",

@@ -253,3 +253,26 @@ def test_usage_rated_in_two_batches_costs_what_it_costs_at_once(usage, split, me
         assert segment.total == line_sum(segment)
         assert segment.charges + segment.discounts + segment.taxes == segment.total
     assert subscription_rate(subscription=in_two, bill_as_of=AUG_1).created == []
+
+
+@pytest.mark.django_db
+def test_cancelling_rejects_usage_not_yet_rated_after_the_end_date():
+    from billruns.services.subscriptions import subscription_cancel
+
+    plan = b.plan()
+    b.usage_component(plan, unit_price="0.10")
+    sub = b.subscription(AccountFactory(), plan, JUNE_1)
+    kept = b.usage(sub, 10, dt.date(2026, 6, 20))
+    after = b.usage(sub, 5, dt.date(2026, 6, 25))
+    subscription_cancel(subscription=sub, end_date=dt.date(2026, 6, 20), actor=None)
+    kept.refresh_from_db()
+    after.refresh_from_db()
+    assert kept.status == "accepted"
+    assert (after.status, after.rejection_code, after.subscription_id) == (
+        "rejected",
+        "outside_subscription_dates",
+        None,
+    )
+    assert after.subscription_ref == str(sub.pk)
+    subscription_rate(subscription=sub, bill_as_of=JULY_1)
+    assert seg(sub, JULY_1).total == D("1.00")  # only the 10 minutes up to the end
