@@ -3,7 +3,7 @@ a statement's calculation (its segments and their calculation lines)."""
 
 from __future__ import annotations
 
-from django.db.models import Case, IntegerField, Prefetch, Value, When
+from django.db.models import Case, IntegerField, OuterRef, Prefetch, Subquery, Value, When
 
 from accounts.models import Account
 from accounts.selectors import billed_accounts
@@ -32,13 +32,14 @@ def account_subscriptions(*, accounts: list[Account], limit: int) -> tuple[list[
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    # PostgreSQL's DISTINCT ON: the newest segment of each subscription in one query.
+    # The newest segment of each subscription in one query (a correlated subquery: it runs on SQLite, the
+    # embedded default, as well as on PostgreSQL, which has no portable DISTINCT ON).
+    newest = BillSegment.objects.filter(subscription=OuterRef("subscription")).order_by("-period_start")
     latest = {
         segment.subscription_id: segment
-        for segment in BillSegment.objects.filter(subscription__in=rows)
-        .select_related("statement__account")
-        .order_by("subscription_id", "-period_start")
-        .distinct("subscription_id")
+        for segment in BillSegment.objects.filter(
+            subscription__in=rows, pk=Subquery(newest.values("pk")[:1])
+        ).select_related("statement__account")
     }
     for subscription in rows:
         subscription.last_segment = latest.get(subscription.pk)
@@ -53,4 +54,15 @@ def statement_calculation(*, statement_id: int) -> list[BillSegment]:
         .select_related("subscription__price_plan__product", "subscription__account")
         .prefetch_related(Prefetch("lines", queryset=CalculationLine.objects.order_by("position", "id")))
         .order_by("subscription__processing_sequence", "subscription_id", "period_start")
+    )
+
+
+def bill_unit_subscriptions(*, unit: Account) -> list[Subscription]:
+    """The subscriptions one bill carries: the bill unit's and its non-paying descendants', in processing
+    sequence order. Prepaid subscriptions are billed by prepaid runs against the wallet, not on bills."""
+    ids = [a.pk for a in billed_accounts(account=unit)]
+    return list(
+        Subscription.objects.filter(account_id__in=ids, billing_term_scheme__kind="normal")
+        .select_related("price_plan", "account")
+        .order_by("processing_sequence", "id")
     )

@@ -32,7 +32,8 @@ from statements.services import transaction_post
 from statements.services.ingest import STATEMENT_SERIES, STATEMENT_SERIES_SPEC
 
 from ..models import BillSegment, CalculationLine, Subscription
-from .rating import account_subscriptions, subscription_rate
+from ..selectors import bill_unit_subscriptions
+from .rating import subscription_rate
 
 ENGINE_BILLER_CODE = "engine"
 
@@ -411,7 +412,7 @@ def _bill(
     profile = getattr(unit, "billing_profile", None)
     if profile is None:
         raise ApplicationError(f"Account {unit.number} has no billing profile.", code="no_billing_profile")
-    subscriptions = account_subscriptions(unit)
+    subscriptions = bill_unit_subscriptions(unit=unit)
     problems = _rate_all(subscriptions, bill_as_of, profile.currency)
     try:
         with transaction.atomic():

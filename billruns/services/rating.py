@@ -843,16 +843,3 @@ def subscription_rate(*, subscription: Subscription, bill_as_of: dt.date) -> Rat
             # Later periods build on this one (arrears, usage, credits): stop until it is fixed.
             break
     return result
-
-
-def account_subscriptions(account: Account) -> list[Subscription]:
-    """The subscriptions a bill for this bill unit carries: its own and its non-paying descendants', in
-    processing-sequence order. Prepaid subscriptions are billed by prepaid runs, not on bills."""
-    from accounts.selectors import billed_accounts
-
-    ids = [a.pk for a in billed_accounts(account=account)]
-    return list(
-        Subscription.objects.filter(account_id__in=ids, billing_term_scheme__kind="normal")
-        .select_related("price_plan", "account")
-        .order_by("processing_sequence", "id")
-    )

@@ -216,3 +216,17 @@ def test_queries_do_not_grow_with_subscriptions(csr_client, account_factory, dja
     with django_assert_max_num_queries(12):
         _section(csr_client, many, **HTMX)
     assert _queries(csr_client, few) == _queries(csr_client, many)
+
+
+def test_last_segment_is_the_newest_of_several_and_found_without_postgresql_only_sql():
+    """The embedded default (`make run`) is SQLite: the selector must not use DISTINCT ON."""
+    from billruns import selectors
+
+    account, good, _ = billed_household()
+    subscription_rate(subscription=good, bill_as_of=dt.date(2026, 8, 1))
+    with CaptureQueriesContext(connection) as queries:
+        rows, more = selectors.account_subscriptions(accounts=[account], limit=10)
+    assert not any("DISTINCT ON" in q["sql"].upper() for q in queries.captured_queries)
+    (row,) = [r for r in rows if r.pk == good.pk]
+    assert row.last_segment.period_start == dt.date(2026, 8, 1)
+    assert BillSegment.objects.filter(subscription=good).count() == 3
