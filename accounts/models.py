@@ -275,3 +275,20 @@ class BillerReference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.biller.code}:{self.external_ref}"
+
+
+class AccountGroup(models.Model):
+    """A named set of accounts that billing admins bill or report on together (a region, a segment, a
+    reseller's customers): billing runs may be filtered to the accounts of some groups (source 001)."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    accounts = models.ManyToManyField(Account, blank=True, related_name="groups")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

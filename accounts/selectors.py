@@ -75,6 +75,56 @@ def billed_accounts(*, account: Account) -> list[Account]:
     return result
 
 
+def bill_units_of(*, account_ids: list[int] | set[int]) -> dict[int, int]:
+    """Each account's bill unit (itself, or its nearest paying ancestor), for a set of accounts at once: one
+    query per level of the hierarchy, bounded by Account.MAX_DEPTH, whatever the number of accounts."""
+    result: dict[int, int] = {}
+    # account id -> the id being walked up from it
+    walking = {pk: pk for pk in account_ids}
+    for _ in range(Account.MAX_DEPTH + 2):
+        if not walking:
+            break
+        rows = dict(
+            (pk, (parent_id, is_paying))
+            for pk, parent_id, is_paying in Account.objects.filter(pk__in=set(walking.values())).values_list(
+                "pk", "parent_id", "is_paying"
+            )
+        )
+        still = {}
+        for origin, node in walking.items():
+            if node not in rows:
+                continue
+            parent_id, is_paying = rows[node]
+            if is_paying or parent_id is None:
+                result[origin] = node
+            else:
+                still[origin] = parent_id
+        walking = still
+    for origin, node in walking.items():  # deeper than allowed: the last node reached, as paying_account does
+        result[origin] = node
+    return result
+
+
+def bill_unit_members(*, unit_ids: list[int] | set[int]) -> dict[int, list[int]]:
+    """For each bill unit, the accounts its bill carries: itself and its non-paying descendants (the unit
+    first). One query per level of the hierarchy, whatever the number of units."""
+    members: dict[int, list[int]] = {pk: [pk] for pk in unit_ids}
+    level = {pk: pk for pk in unit_ids}  # account id -> its unit
+    for _ in range(Account.MAX_DEPTH + 1):
+        if not level:
+            break
+        children = Account.objects.filter(parent_id__in=list(level), is_paying=False).values_list(
+            "pk", "parent_id"
+        )
+        next_level = {}
+        for pk, parent_id in children.order_by("number"):
+            unit = level[parent_id]
+            members[unit].append(pk)
+            next_level[pk] = unit
+        level = next_level
+    return members
+
+
 def account_children(*, account: Account) -> QuerySet[Account]:
     return account.children.order_by("name").only(
         "id", "number", "name", "type", "status", "is_paying", "parent_id"

@@ -74,5 +74,35 @@ def audit_record(
     )
 
 
+def audit_records_bulk(
+    *,
+    actor: Any,
+    action: str,
+    objects: list[models.Model],
+    afters: list[dict[str, Any] | None],
+    account_ids: list[int | None],
+    befores: list[dict[str, Any] | None] | None = None,
+) -> list[AuditRecord]:
+    """One audit record per object, written in one insert (work done in sets: a billing run's bills)."""
+    actor_fields = _actor_fields(actor)
+    request_id = current_request_id()
+    befores = befores or [None] * len(objects)
+    return AuditRecord.objects.bulk_create(
+        [
+            AuditRecord(
+                **actor_fields,
+                action=action,
+                object_type=obj._meta.label_lower,
+                object_id=str(obj.pk),
+                account_id=account_id,
+                before=before,
+                after=after,
+                request_id=request_id,
+            )
+            for obj, after, before, account_id in zip(objects, afters, befores, account_ids, strict=True)
+        ]
+    )
+
+
 def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v}

@@ -70,19 +70,48 @@ def next_number(code: str, spec: SeriesSpec | None = None) -> str:
     return series.format(value)
 
 
-def _next_locked(series: NumberSeries) -> int:
+def next_numbers(code: str, spec: SeriesSpec | None = None, *, count: int) -> list[str]:
+    """``count`` numbers of a series at once, in order (one query on PostgreSQL, whatever the count): for
+    work done in sets, such as a billing run's bills."""
+    if count <= 0:
+        return []
+    series = get_series(code, spec)
+    if series.gapless:
+        if not connection.in_atomic_block:
+            raise NumberingError(
+                f"Series '{code}' is gapless: take its numbers inside the transaction that uses them."
+            )
+        first = _next_locked(series, count)
+    elif connection.vendor == "postgresql":
+        values = _next_from_sequence(series, count)
+        return [series.format(value) for value in ([values] if count == 1 else values)]
+    else:
+        with transaction.atomic():
+            first = _next_locked(series, count)
+    return [series.format(value) for value in range(first, first + count)]
+
+
+def _next_locked(series: NumberSeries, count: int = 1) -> int:
     locked = NumberSeries.objects.select_for_update().only("next_value").get(pk=series.pk)
     value = locked.next_value
-    NumberSeries.objects.filter(pk=series.pk).update(next_value=F("next_value") + 1)
+    NumberSeries.objects.filter(pk=series.pk).update(next_value=F("next_value") + count)
     return value
 
 
-def _next_from_sequence(series: NumberSeries) -> int:
-    name = _sequence_name(series)
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
+def _fetch_from_sequence(name: str, count: int):
+    with transaction.atomic(), connection.cursor() as cursor:
+        if count == 1:
             cursor.execute("SELECT nextval(%s)", [name])
             return cursor.fetchone()[0]
+        cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s) ORDER BY 1", [name, count])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _next_from_sequence(series: NumberSeries, count: int = 1):
+    """One value (count 1) or a list of ``count`` values from the series' PostgreSQL sequence."""
+    name = _sequence_name(series)
+    try:
+        return _fetch_from_sequence(name, count)
     except DatabaseError:
         pass
     # First use of this series on this database: create its sequence, starting where the counter row is.
@@ -93,9 +122,7 @@ def _next_from_sequence(series: NumberSeries) -> int:
             cursor.execute(f'CREATE SEQUENCE IF NOT EXISTS "{name}" START WITH {int(start)}')
     except DatabaseError:
         pass
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT nextval(%s)", [name])
-        return cursor.fetchone()[0]
+    return _fetch_from_sequence(name, count)
 
 
 def peek_next(series: NumberSeries) -> int:

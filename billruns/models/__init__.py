@@ -1,7 +1,9 @@
 """What gets billed and how: the catalog (products, price plans, prices, taxes, discounts), subscriptions,
 usage records, and what the rating engine makes of them (bill segments and their calculation lines).
 
-Billing runs (F4) arrive beside these; the engine itself is billruns.services.rating and .billing.
+Billing runs (F4): run definitions, runs, their steps, chunks of work, run accounts and exceptions, and
+prepaid wallet estimates. The engine itself is billruns.services.rating and .billing; runs are
+billruns.services.runs.
 """
 
 from .catalog import (
@@ -19,9 +21,35 @@ from .catalog import (
     UsageType,
 )
 from .rating import BillSegment, CalculationLine
+from .runs import (
+    NORMAL_STAGES,
+    PREPAID_STAGES,
+    BillingRun,
+    RunAccount,
+    RunChunk,
+    RunDefinition,
+    RunException,
+    RunStep,
+    RunType,
+    Stage,
+    WalletEstimate,
+    stages_of,
+)
 from .subscriptions import Subscription, UsageRecord
 
 __all__ = [
+    "NORMAL_STAGES",
+    "PREPAID_STAGES",
+    "BillingRun",
+    "RunAccount",
+    "RunChunk",
+    "RunDefinition",
+    "RunException",
+    "RunStep",
+    "RunType",
+    "Stage",
+    "WalletEstimate",
+    "stages_of",
     "BillSegment",
     "BillingFrequency",
     "BillingTermScheme",

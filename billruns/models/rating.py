@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from billing_mgmt.money import currency_field, money_field, rate_field
-from statements.models import Statement, StatementLine, quantity_field
+from statements.models import FinancialTransaction, Statement, StatementLine, quantity_field
 
 from .catalog import Discount, PlanComponent, TaxRate
 from .subscriptions import Subscription
@@ -28,6 +28,7 @@ class BillSegment(models.Model):
         RATED = "rated", "Rated"
         ERROR = "error", "Error"
         BILLED = "billed", "Billed (frozen)"
+        DEBITED = "debited", "Debited from the prepaid wallet"
 
     subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="segments")
     period_start = models.DateField()
@@ -43,6 +44,22 @@ class BillSegment(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     statement = models.ForeignKey(
         Statement, null=True, blank=True, on_delete=models.PROTECT, related_name="segments"
+    )
+    wallet_transaction = models.OneToOneField(
+        FinancialTransaction,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="prepaid_segment",
+        help_text="Prepaid subscriptions: the wallet debit that charged this segment.",
+    )
+    billing_run = models.ForeignKey(
+        "billruns.BillingRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="segments",
+        help_text="The run that rated it (empty: bill now or a preview).",
     )
     rated_at = models.DateTimeField()
     frozen_at = models.DateTimeField(null=True, blank=True)
@@ -62,6 +79,10 @@ class BillSegment(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(status="error") | ~Q(error_code=""), name="segment_error_has_code"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="debited") | Q(wallet_transaction__isnull=False),
+                name="segment_debited_has_wallet_transaction",
             ),
         ]
         indexes = [models.Index(fields=["status", "subscription"], name="segment_status")]

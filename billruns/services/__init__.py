@@ -9,7 +9,7 @@
 
 from .billing import BillResult, bill_create, bill_preview, engine_biller
 from .catalog import price_plan_create
-from .rating import RatingError, RatingResult, rate_period, rating_context, subscription_rate
+from .rating import RatingError, RatingResult, rate_period, subscription_rate, subscriptions_rate
 from .subscriptions import subscription_cancel, subscription_create, subscription_update
 
 __all__ = [
@@ -20,8 +20,8 @@ __all__ = [
     "bill_preview",
     "engine_biller",
     "rate_period",
-    "rating_context",
     "subscription_rate",
+    "subscriptions_rate",
     "price_plan_create",
     "subscription_cancel",
     "subscription_create",

@@ -32,11 +32,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, Sum
 from django.utils import timezone
 
-from accounts.models import Account, BillingProfile
-from accounts.selectors import paying_account
+from billing_mgmt.bulk import set_columns
 from billing_mgmt.money import Money, allocate, quantize
 
 from ..models import (
@@ -46,11 +44,11 @@ from ..models import (
     PlanComponent,
     Price,
     Subscription,
-    TaxJurisdiction,
     TaxRate,
     UsageRecord,
 )
-from ..periods import Period, period_containing, periods, proration
+from ..periods import Period, periods, proration
+from .rating_context import USAGE_KINDS, BilledLine, RatingContext, rating_contexts
 
 HUNDRED = Decimal(100)
 FACTOR_PLACES = Decimal("1e-10")
@@ -128,111 +126,7 @@ class SegmentDraft:
         return self.charges + self.discounts + self.taxes - self.taxes_included
 
 
-# --- what the engine reads ---------------------------------------------------------------------------------
-
-
-@dataclass
-class BilledLine:
-    """An already stored line of another segment of the subscription (what was billed for which days)."""
-
-    component_id: int | None
-    kind: str
-    period_start: dt.date
-    period_end: dt.date
-    amount: Decimal
-
-
-@dataclass
-class RatingContext:
-    """Everything rating one subscription needs, read once."""
-
-    subscription: Subscription
-    cycle_day: int
-    components: list[PlanComponent]
-    prices: dict[int, list[Price]]  # component id -> prices (with tiers), by valid_from
-    discounts: list[Discount]
-    jurisdiction: TaxJurisdiction | None
-    tax_rates: dict[int, list[TaxRate]]  # tax category id -> rates in the jurisdiction, by valid_from
-    segments: dict[dt.date, BillSegment]  # period start -> stored segment
-    billed_lines: list[BilledLine]
-    usage_units: dict[str, str]  # usage type code -> unit
-
-    @property
-    def months(self) -> int:
-        return self.subscription.frequency.months
-
-    def period_of(self, day: dt.date) -> Period:
-        return period_containing(day, self.subscription.start_date, self.cycle_day, self.months)
-
-
-def _bill_unit_profile(account: Account) -> BillingProfile | None:
-    unit = paying_account(account=account)
-    return getattr(unit, "billing_profile", None)
-
-
-def _jurisdiction(subscription: Subscription, profile: BillingProfile | None) -> TaxJurisdiction | None:
-    if subscription.tax_jurisdiction_id:
-        return subscription.tax_jurisdiction
-    if profile is None or not profile.country:
-        return None
-    candidates = list(
-        TaxJurisdiction.objects.filter(country=profile.country, region__in=[profile.region, ""])
-    )
-    candidates.sort(key=lambda j: j.region == "")  # the regional one first
-    return candidates[0] if candidates else None
-
-
-def rating_context(subscription: Subscription) -> RatingContext:
-    subscription = Subscription.objects.select_related(
-        "price_plan", "frequency", "tax_jurisdiction", "account"
-    ).get(pk=subscription.pk)
-    profile = _bill_unit_profile(subscription.account)
-    components = list(
-        PlanComponent.objects.filter(plan_id=subscription.price_plan_id)
-        .select_related("usage_type", "tax_category")
-        .order_by("position", "id")
-    )
-    prices: dict[int, list[Price]] = defaultdict(list)
-    for price in (
-        Price.objects.filter(component__plan_id=subscription.price_plan_id)
-        .prefetch_related("tiers")
-        .order_by("valid_from")
-    ):
-        prices[price.component_id].append(price)
-    discounts = list(
-        Discount.objects.filter(active=True)
-        .filter(
-            Q(price_plan_id=subscription.price_plan_id)
-            | Q(subscription_id=subscription.pk)
-            | Q(account_id=subscription.account_id)
-        )
-        .order_by("code")
-    )
-    jurisdiction = _jurisdiction(subscription, profile)
-    tax_rates: dict[int, list[TaxRate]] = defaultdict(list)
-    if jurisdiction is not None:
-        for rate in TaxRate.objects.filter(jurisdiction=jurisdiction).order_by("valid_from"):
-            tax_rates[rate.category_id].append(rate)
-    segments = {s.period_start: s for s in BillSegment.objects.filter(subscription=subscription)}
-    billed_lines = [
-        BilledLine(*row)
-        for row in CalculationLine.objects.filter(
-            segment__subscription=subscription,
-            segment__status__in=[BillSegment.Status.RATED, BillSegment.Status.BILLED],
-        ).values_list("component_id", "kind", "period_start", "period_end", "amount")
-    ]
-    return RatingContext(
-        subscription=subscription,
-        cycle_day=profile.bill_cycle_day if profile else 1,
-        components=components,
-        prices=prices,
-        discounts=discounts,
-        jurisdiction=jurisdiction,
-        tax_rates=tax_rates,
-        segments=segments,
-        billed_lines=billed_lines,
-        usage_units={c.usage_type.code: c.usage_type.unit for c in components if c.usage_type_id},
-    )
+# --- what the engine reads: billruns.services.rating_context ---------------------------------------------
 
 
 def billable_periods(ctx: RatingContext, bill_as_of: dt.date) -> list[Period]:
@@ -356,10 +250,9 @@ def _recurring_corrections(ctx: RatingContext, component: PlanComponent, before:
 
 def _one_time(ctx: RatingContext, period: Period) -> list[Line]:
     sub = ctx.subscription
-    charged = {b.component_id for b in ctx.billed_lines if b.kind == CalculationLine.Kind.ONE_TIME}
     lines = []
     for component in ctx.components:
-        if component.kind != PlanComponent.Kind.ONE_TIME or component.pk in charged:
+        if component.kind != PlanComponent.Kind.ONE_TIME or component.pk in ctx.charged_one_time:
             continue
         due = sub.start_date if component.trigger == PlanComponent.Trigger.ACTIVATION else sub.end_date
         if due is None or due > period.end:
@@ -494,45 +387,33 @@ def _band(low: Decimal, high: Decimal | None) -> str:
     return f"up to {_fmt(high)}" if not low else f"{_fmt(low)}–{_fmt(high)}"
 
 
-def _usage(ctx: RatingContext, period: Period, draft: SegmentDraft) -> list[Line]:
-    """Usage of completed periods before ``period`` that has not been rated yet."""
+def _usage(ctx: RatingContext, before: dt.date, draft: SegmentDraft) -> list[Line]:
+    """Usage dated before ``before`` that has not been rated yet, each period of it rated in full: the
+    units rated before (by day) and the new ones, less what was already billed for that period."""
     sub = ctx.subscription
-    pending = list(
-        UsageRecord.objects.filter(
-            subscription=sub, status=UsageRecord.Status.ACCEPTED, event_date__lt=period.start
-        ).values_list("id", "usage_type_id", "event_date", "quantity")
-    )
+    pending = [u for u in ctx.pending if u.event_date < before]
     if not pending:
         return []
     by_component = {c.usage_type_id: c for c in ctx.components if c.kind == PlanComponent.Kind.USAGE}
     todo: dict[tuple[int, Period], list[tuple[dt.date, Decimal]]] = defaultdict(list)
-    for record_id, usage_type_id, day, quantity in pending:
-        component = by_component.get(usage_type_id)
+    for record in pending:
+        component = by_component.get(record.usage_type_id)
         if component is None:
             raise RatingError(
                 "usage_not_priced",
-                f"Usage record {record_id}: plan {sub.price_plan.name} has no component for its usage type.",
+                f"Usage record {record.id}: plan {sub.price_plan.name} has no component for its usage type.",
             )
-        todo[(component.pk, ctx.period_of(day))].append((day, quantity))
-        draft.usage_ids.append(record_id)
+        todo[(component.pk, ctx.period_of(record.event_date))].append((record.event_date, record.quantity))
+        draft.usage_ids.append(record.id)
     lines: list[Line] = []
     components = {c.pk: c for c in ctx.components}
     for (component_id, usage_period), new in sorted(todo.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         component = components[component_id]
-        # The period in full: units rated before (by day) and the new ones.
-        rated = (
-            UsageRecord.objects.filter(
-                subscription=sub,
-                usage_type_id=component.usage_type_id,
-                status=UsageRecord.Status.RATED,
-                event_date__range=(usage_period.start, usage_period.end),
-            )
-            .values("event_date")
-            .annotate(q=Sum("quantity"))
-            .values_list("event_date", "q")
-        )
         per_day: dict[dt.date, Decimal] = defaultdict(Decimal)
-        for day, quantity in [*rated, *new]:
+        for (usage_type_id, day), quantity in ctx.rated_usage.items():
+            if usage_type_id == component.usage_type_id and usage_period.contains(day):
+                per_day[day] += quantity
+        for day, quantity in new:
             per_day[day] += quantity
         per_price: list[tuple[Price, Decimal]] = []
         for day in sorted(per_day):
@@ -545,12 +426,7 @@ def _usage(ctx: RatingContext, period: Period, draft: SegmentDraft) -> list[Line
         lines.extend(
             usage_lines(component=component, quantities=per_price, period=usage_period, currency=sub.currency)
         )
-        billed = _billed_for(
-            ctx,
-            component.pk,
-            usage_period,
-            (CalculationLine.Kind.USAGE, CalculationLine.Kind.ALLOWANCE, CalculationLine.Kind.PRIOR),
-        )
+        billed = _billed_for(ctx, component.pk, usage_period, USAGE_KINDS)
         if billed:
             lines.append(
                 Line(
@@ -722,7 +598,11 @@ def rate_period(ctx: RatingContext, period: Period) -> SegmentDraft:
     if period.start > sub.start_date:
         previous = ctx.period_of(period.start - dt.timedelta(days=1))
     try:
-        charges = [*_one_time(ctx, period), *_recurring(ctx, period, previous), *_usage(ctx, period, draft)]
+        charges = [
+            *_one_time(ctx, period),
+            *_recurring(ctx, period, previous),
+            *_usage(ctx, period.start, draft),
+        ]
         discounts = _discounts(ctx, period, charges)
         taxes = _taxes(ctx, [*charges, *discounts])
     except RatingError as exc:
@@ -747,13 +627,44 @@ class RatingResult:
         return not self.errors
 
 
-def _store(ctx: RatingContext, draft: SegmentDraft, existing: BillSegment | None) -> BillSegment:
-    now = timezone.now()
-    values: dict[str, Any] = {
-        "period_end": draft.period.end,
-        "currency": draft.currency,
-        "rated_at": now,
-    }
+@dataclass
+class _Rated:
+    ctx: RatingContext
+    draft: SegmentDraft
+    existing: BillSegment | None
+    segment: BillSegment | None = None
+
+
+def _absorb(ctx: RatingContext, draft: SegmentDraft) -> None:
+    """Keep the context as a fresh read would see it once the draft is stored: its lines are billed, its
+    usage is rated, and it is the latest segment."""
+    ctx.latest = BillSegment(
+        subscription=ctx.subscription,
+        period_start=draft.period.start,
+        period_end=draft.period.end,
+        status=BillSegment.Status.ERROR if draft.error else BillSegment.Status.RATED,
+    )
+    if draft.error is not None:
+        return
+    ctx.billed_lines.extend(
+        BilledLine(
+            ln.component.pk if ln.component else None, ln.kind, ln.period.start, ln.period.end, ln.amount
+        )
+        for ln in draft.lines
+    )
+    ctx.charged_one_time.update(
+        ln.component.pk for ln in draft.lines if ln.kind == CalculationLine.Kind.ONE_TIME and ln.component
+    )
+    used = set(draft.usage_ids)
+    for record in ctx.pending:
+        if record.id in used:
+            key = (record.usage_type_id, record.event_date)
+            ctx.rated_usage[key] = ctx.rated_usage.get(key, Decimal(0)) + record.quantity
+    ctx.pending = [u for u in ctx.pending if u.id not in used]
+
+
+def _segment_values(draft: SegmentDraft, now) -> dict[str, Any]:
+    values: dict[str, Any] = {"period_end": draft.period.end, "currency": draft.currency, "rated_at": now}
     if draft.error is not None:
         values.update(
             status=BillSegment.Status.ERROR,
@@ -776,19 +687,42 @@ def _store(ctx: RatingContext, draft: SegmentDraft, existing: BillSegment | None
             taxes_included=draft.taxes_included,
             total=draft.total,
         )
-    if existing is None:
-        segment = BillSegment.objects.create(
-            subscription=ctx.subscription, period_start=draft.period.start, **values
-        )
-    else:
-        segment = existing
-        for key, value in values.items():
-            setattr(segment, key, value)
-        segment.save()
+    return values
+
+
+class UsageChanged(RuntimeError):
+    """Usage records read for rating changed before they were marked rated: roll back and rate again."""
+
+
+def _store(rated: list[_Rated], run: Any) -> None:
+    """Write every rated period in sets: segments, their lines, and the usage they rated."""
+    if not rated:
+        return
+    now = timezone.now()
+    fresh, again = [], []
+    for item in rated:
+        values = _segment_values(item.draft, now)
+        if item.existing is None:
+            item.segment = BillSegment(
+                subscription=item.ctx.subscription,
+                period_start=item.draft.period.start,
+                billing_run=run,
+                **values,
+            )
+            fresh.append(item.segment)
+        else:
+            item.segment = item.existing
+            for key, value in values.items():
+                setattr(item.segment, key, value)
+            item.segment.billing_run = run
+            again.append(item.segment)
+    BillSegment.objects.bulk_create(fresh)
+    if again:
+        BillSegment.objects.bulk_update(again, [*_segment_values(rated[0].draft, now), "billing_run"])
     CalculationLine.objects.bulk_create(
         [
             CalculationLine(
-                segment=segment,
+                segment=item.segment,
                 position=i,
                 kind=line.kind,
                 component=line.component,
@@ -805,41 +739,77 @@ def _store(ctx: RatingContext, draft: SegmentDraft, existing: BillSegment | None
                 period_start=line.period.start,
                 period_end=line.period.end,
             )
-            for i, line in enumerate(draft.lines, start=1)
-        ]
+            for item in rated
+            for i, line in enumerate(item.draft.lines, start=1)
+        ],
+        batch_size=2000,
     )
-    if draft.usage_ids:
-        UsageRecord.objects.filter(pk__in=draft.usage_ids, status=UsageRecord.Status.ACCEPTED).update(
-            status=UsageRecord.Status.RATED, segment=segment
+    usage_ids, usage_segments = [], []
+    for item in rated:
+        usage_ids.extend(item.draft.usage_ids)
+        usage_segments.extend([item.segment.pk] * len(item.draft.usage_ids))
+    if usage_ids:
+        updated = set_columns(
+            UsageRecord,
+            usage_ids,
+            {"status": [UsageRecord.Status.RATED] * len(usage_ids), "segment": usage_segments},
+            where={"status": UsageRecord.Status.ACCEPTED},
         )
-    ctx.segments[segment.period_start] = segment
-    ctx.billed_lines.extend(
-        BilledLine(
-            ln.component.pk if ln.component else None, ln.kind, ln.period.start, ln.period.end, ln.amount
-        )
-        for ln in draft.lines
-    )
-    return segment
+        if updated != len(usage_ids):
+            raise UsageChanged(f"{len(usage_ids) - updated} usage record(s) changed while being rated.")
+
+
+def periods_to_rate(ctx: RatingContext, bill_as_of: dt.date) -> list[tuple[Period, BillSegment | None]]:
+    """The billable periods without a rated or billed segment, each with its segment in error (if any)."""
+    latest = ctx.latest
+    todo = []
+    for period in billable_periods(ctx, bill_as_of):
+        if latest is not None:
+            if period.start < latest.period_start:
+                continue
+            if period.start == latest.period_start:
+                if latest.status == BillSegment.Status.ERROR:
+                    todo.append((period, latest))
+                continue
+            if period.start <= latest.period_end:
+                continue  # a period the latest segment already covers (the cycle day moved)
+        todo.append((period, None))
+    return todo
 
 
 @transaction.atomic
-def subscription_rate(*, subscription: Subscription, bill_as_of: dt.date) -> RatingResult:
-    """Rate every period of the subscription that has started by ``bill_as_of`` and has no segment yet (or
-    whose segment is in error). Idempotent: a period with a rated or billed segment is never rated again, and
-    the unique constraint on (subscription, period) stops a concurrent second one.
+def subscriptions_rate(
+    *, subscriptions: list[Subscription] | list[int], bill_as_of: dt.date, run: Any = None
+) -> dict[int, RatingResult]:
+    """Rate every period of these subscriptions that has started by ``bill_as_of`` and has no segment yet
+    (or whose segment is in error), in a fixed number of queries whatever their number.
+
+    Idempotent: a period with a rated or billed segment is never rated again. The subscriptions are locked
+    first (in id order, so two callers never deadlock), and the unique constraint on (subscription, period)
+    stops a concurrent second segment. A period that cannot be rated is stored in error, and that
+    subscription's later periods wait (they build on it: arrears, usage, credits).
     """
-    # One rating of a subscription at a time: a concurrent caller waits here, then finds the segments made.
-    Subscription.objects.select_for_update().filter(pk=subscription.pk).values_list("pk").get()
-    ctx = rating_context(subscription)
-    result = RatingResult(subscription=ctx.subscription)
-    for period in billable_periods(ctx, bill_as_of):
-        existing = ctx.segments.get(period.start)
-        if existing is not None and existing.status != BillSegment.Status.ERROR:
-            continue
-        draft = rate_period(ctx, period)
-        segment = _store(ctx, draft, existing)
-        (result.errors if draft.error else result.created).append(segment)
-        if draft.error:
-            # Later periods build on this one (arrears, usage, credits): stop until it is fixed.
-            break
-    return result
+    ids = sorted({getattr(s, "pk", s) for s in subscriptions})
+    if not ids:
+        return {}
+    list(Subscription.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+    contexts = rating_contexts(subscription_ids=ids, usage_before=bill_as_of)
+    rated: list[_Rated] = []
+    for ctx in contexts:
+        for period, existing in periods_to_rate(ctx, bill_as_of):
+            draft = rate_period(ctx, period)
+            rated.append(_Rated(ctx, draft, existing))
+            _absorb(ctx, draft)
+            if draft.error:
+                break
+    _store(rated, run)
+    results = {ctx.subscription.pk: RatingResult(subscription=ctx.subscription) for ctx in contexts}
+    for item in rated:
+        result = results[item.ctx.subscription.pk]
+        (result.errors if item.draft.error else result.created).append(item.segment)
+    return results
+
+
+def subscription_rate(*, subscription: Subscription, bill_as_of: dt.date) -> RatingResult:
+    """Rate one subscription (``subscriptions_rate`` for a set of one)."""
+    return subscriptions_rate(subscriptions=[subscription], bill_as_of=bill_as_of)[subscription.pk]

@@ -1,7 +1,8 @@
 """Writes of the statements app. Every write that means something to the business is a function here, one
 transaction each; import them from ``statements.services``.
 
-* ledger: post, reverse and rebuild balances (``transaction_post`` is the only way money moves);
+* ledger: post, reverse and rebuild balances (``transaction_post``, and ``transactions_post_bulk`` for work
+  done in sets, are the only ways money moves);
 * ingest: store what billers send (statements, balance snapshots, their payments and adjustments, usage).
 * maintenance: nightly jobs (usage-detail retention, overdue statements).
 * pull, pull_schedule: loads from billers that are pulled (HTTP, file drop), their beat schedules, and a CSR's
@@ -16,7 +17,13 @@ from .ingest import (
     statement_ingest,
     usage_summary_ingest,
 )
-from .ledger import balances_rebuild, transaction_post, transaction_reverse
+from .ledger import (
+    LedgerEntry,
+    balances_rebuild,
+    transaction_post,
+    transaction_reverse,
+    transactions_post_bulk,
+)
 from .maintenance import statements_mark_overdue, usage_detail_purge
 from .pull import (
     PullError,
@@ -31,6 +38,8 @@ from .pull import (
 from .pull_schedule import biller_pull_schedule_sync, pull_task_name
 
 __all__ = [
+    "LedgerEntry",
+    "transactions_post_bulk",
     "IngestResult",
     "balance_snapshot_record",
     "balances_rebuild",

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account, Biller
-from billing_mgmt.audit import audit_record, snapshot
+from billing_mgmt.audit import audit_record, audit_records_bulk, snapshot
 from billing_mgmt.errors import ApplicationError, Conflict
 from billing_mgmt.money import is_quantized, to_decimal, validate_currency
 from statements.models import AccountBalance, BalanceType, FinancialTransaction
@@ -122,6 +124,118 @@ def transaction_post(
     _move_balance(account=account, balance_type=balance_type, currency=currency, amount=amount)
     audit_record(actor=actor, action="ledger.post", obj=row, after=snapshot(row), account_id=account.pk)
     return row, True
+
+
+@dataclass
+class LedgerEntry:
+    """One row for ``transactions_post_bulk``; the same fields as ``transaction_post`` takes."""
+
+    account_id: int
+    kind: str
+    amount: Decimal
+    currency: str
+    effective_date: dt.date
+    idempotency_key: str
+    balance_type: str = BalanceType.RECEIVABLE
+    biller: Biller | None = None
+    description: str = ""
+    statement_id: int | None = None
+
+
+@transaction.atomic
+def transactions_post_bulk(*, entries: list[LedgerEntry], actor: Any = None) -> list[FinancialTransaction]:
+    """Post many ledger rows at once (a billing run's bills and wallet debits): a constant number of
+    queries whatever their number. Each row keeps every rule of ``transaction_post`` that the caller cannot
+    already guarantee: non-zero, in the currency's minor units, an idempotency key (a repeated key fails
+    the whole set with IntegrityError, so the caller's transaction rolls back and nothing is half-posted).
+    Cached balances move in the same transaction and every row gets its audit record.
+    """
+    if not entries:
+        return []
+    problems = []
+    for entry in entries:
+        validate_currency(entry.currency)
+        if entry.amount == 0 or not is_quantized(entry.amount, entry.currency) or not entry.idempotency_key:
+            problems.append(entry.idempotency_key or str(entry.account_id))
+    if problems:
+        raise ApplicationError(
+            "Ledger rows must be non-zero amounts in the currency's minor units, each with a key.",
+            fields={"entries": problems[:20]},
+        )
+    now = timezone.now()
+    created_by = (
+        actor
+        if getattr(actor, "is_authenticated", False) and not getattr(actor, "is_api_client", False)
+        else None
+    )
+    rows = FinancialTransaction.objects.bulk_create(
+        [
+            FinancialTransaction(
+                account_id=e.account_id,
+                kind=e.kind,
+                balance_type=e.balance_type,
+                amount=e.amount,
+                currency=e.currency,
+                effective_date=e.effective_date,
+                posted_at=now,
+                biller=e.biller,
+                idempotency_key=e.idempotency_key,
+                description=e.description,
+                statement_id=e.statement_id,
+                created_by=created_by,
+            )
+            for e in entries
+        ]
+    )
+    moves: dict[tuple[int, str], list] = defaultdict(lambda: [Decimal(0), 0, ""])
+    for e in entries:
+        move = moves[(e.account_id, e.balance_type)]
+        move[0] += e.amount
+        move[1] += 1
+        move[2] = e.currency
+    _move_balances(moves)
+    audit_records_bulk(
+        actor=actor,
+        action="ledger.post",
+        objects=rows,
+        afters=[snapshot(row) for row in rows],
+        account_ids=[row.account_id for row in rows],
+    )
+    return rows
+
+
+def _move_balances(moves: dict[tuple[int, str], list]) -> None:
+    """Add to many cached balances at once, creating the missing ones, in a fixed order (no deadlocks)."""
+    keys = sorted(moves)
+    if connection.vendor != "postgresql":
+        for account_id, balance_type in keys:
+            amount, count, currency = moves[(account_id, balance_type)]
+            _move_balance(
+                account=Account(pk=account_id), balance_type=balance_type, currency=currency, amount=amount
+            )
+        return
+    table = AccountBalance._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (account_id, balance_type, currency, amount, transaction_count, updated_at)
+            SELECT a, b, c, m, n, now()
+            FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::numeric[], %s::int[])
+                AS v(a, b, c, m, n)
+            ORDER BY a, b
+            ON CONFLICT (account_id, balance_type) DO UPDATE SET
+                amount = {table}.amount + EXCLUDED.amount,
+                transaction_count = {table}.transaction_count + EXCLUDED.transaction_count,
+                updated_at = EXCLUDED.updated_at
+            """,
+            [
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [moves[k][2] for k in keys],
+                [moves[k][0] for k in keys],
+                [moves[k][1] for k in keys],
+            ],
+        )
 
 
 def _move_balance(*, account: Account, balance_type: str, currency: str, amount: Decimal) -> None:

@@ -1,0 +1,84 @@
+"""Set-based writes for work done in sets (billing runs): one UPDATE for many rows, each with its own values.
+
+Django's ``bulk_update`` builds one ``CASE WHEN id = ... THEN ...`` per column, which PostgreSQL evaluates
+row by row against every branch: fine for tens of rows, slow for tens of thousands. ``set_columns`` sends
+the values as arrays instead (``UPDATE ... FROM unnest(...)``), one statement whatever the number of rows.
+On SQLite (the embedded default, small data) it groups rows by their values and updates each group.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, models
+
+
+def set_columns(
+    model: type[models.Model],
+    ids: Sequence[int],
+    values: dict[str, Sequence[Any]],
+    *,
+    where: dict[str, Any] | None = None,
+    greatest: Sequence[str] = (),
+) -> int:
+    """Set, for each ``ids[i]``, every column ``name`` to ``values[name][i]``. Returns the rows updated.
+
+    ``where``: extra equality conditions every row must meet (e.g. ``{"status": "accepted"}``), so a row
+    that changed meanwhile is left alone. ``greatest``: columns that only move forward (the larger of the
+    stored and the new value; a null stored value takes the new one).
+    """
+    if not ids:
+        return 0
+    for name, column in values.items():
+        if len(column) != len(ids):
+            raise ValueError(f"{name}: {len(column)} values for {len(ids)} rows")
+    where = where or {}
+    fields = {name: model._meta.get_field(name) for name in [*values, *where]}
+    if connection.vendor != "postgresql":
+        return _grouped_updates(model, ids, values, where, greatest)
+    table = connection.ops.quote_name(model._meta.db_table)
+    pk = model._meta.pk
+    pk_column = connection.ops.quote_name(pk.column)
+    names = list(values)
+    arrays = [f"%s::{pk.db_type(connection)}[]"] + [f"%s::{fields[n].db_type(connection)}[]" for n in names]
+    aliases = ["id", *(f"c{i}" for i in range(len(names)))]
+    assignments = []
+    for i, name in enumerate(names):
+        column = connection.ops.quote_name(fields[name].column)
+        if name in greatest:
+            assignments.append(f"{column} = GREATEST(COALESCE(t.{column}, v.c{i}), v.c{i})")
+        else:
+            assignments.append(f"{column} = v.c{i}")
+    conditions = [f"t.{pk_column} = v.id"]
+    params: list[Any] = [list(ids), *(list(values[n]) for n in names)]
+    for name, value in where.items():
+        conditions.append(f"t.{connection.ops.quote_name(fields[name].column)} = %s")
+        params.append(value)
+    sql = (
+        f"UPDATE {table} AS t SET {', '.join(assignments)} "
+        f"FROM unnest({', '.join(arrays)}) AS v({', '.join(aliases)}) WHERE {' AND '.join(conditions)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _grouped_updates(model, ids, values, where, greatest) -> int:
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    names = list(values)
+    for i, pk in enumerate(ids):
+        groups[tuple(values[n][i] for n in names)].append(pk)
+    updated = 0
+    for key, group in groups.items():
+        plain = {n: v for n, v in zip(names, key, strict=True) if n not in greatest}
+        rows = model._default_manager.filter(pk__in=group, **where)
+        if plain:
+            updated += rows.update(**plain)
+        for n, v in zip(names, key, strict=True):
+            if n in greatest:
+                moved = rows.filter(models.Q(**{f"{n}__isnull": True}) | models.Q(**{f"{n}__lt": v}))
+                count = moved.update(**{n: v})
+                updated += 0 if plain else count
+    return updated

@@ -1,0 +1,458 @@
+"""Assembling and posting bills (source 004 "bill completion"), for one bill unit or many at once.
+
+``bills_assemble`` makes one Statement of the engine's biller per bill unit that has something to bill, in
+the caller's transaction and in a fixed number of queries whatever the number of units (a billing run
+assembles hundreds per unit of work; bill now assembles one). For each unit it:
+
+1. locks the unit's account row (two runs, or a run and bill now, never bill one unit at the same time) and
+   its rated, unbilled segments and unswept ledger rows;
+2. sweeps the ledger rows this product holds that no bill has shown yet (payments, adjustments,
+   corrections; rows of external billers belong on their own statements);
+3. computes previous balance, payments, adjustments, new charges, taxes, total due and the due date;
+4. posts ``new charges + taxes`` as one BILL row, prints the calculation lines as statement lines, freezes
+   the segments on the statement, moves each subscription's ``billed_through`` and attaches the bill
+   messages.
+
+A segment is billed once: it is taken only while it has no statement, under a row lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+
+from accounts.models import Account, Biller
+from billing_mgmt.audit import audit_records_bulk, snapshot
+from billing_mgmt.bulk import set_columns
+from billing_mgmt.numbering import next_numbers
+from invoicing.models import BillMessage, StatementMessage
+from statements.models import BalanceType, Channel, FinancialTransaction, Statement, StatementLine
+from statements.services import LedgerEntry, transactions_post_bulk
+from statements.services.ingest import STATEMENT_SERIES, STATEMENT_SERIES_SPEC
+
+from ..models import BillSegment, CalculationLine, Subscription
+
+ENGINE_BILLER_CODE = "engine"
+AMOUNT_FIELDS = ("previous_balance", "payments", "adjustments", "new_charges", "taxes", "total_due")
+
+# A calculation line's kind -> the statement line type it prints as.
+LINE_TYPES = {
+    CalculationLine.Kind.RECURRING: StatementLine.Type.RECURRING,
+    CalculationLine.Kind.USAGE: StatementLine.Type.USAGE,
+    CalculationLine.Kind.ALLOWANCE: StatementLine.Type.USAGE,
+    CalculationLine.Kind.PRIOR: StatementLine.Type.USAGE,
+    CalculationLine.Kind.ONE_TIME: StatementLine.Type.ONE_TIME,
+    CalculationLine.Kind.CREDIT: StatementLine.Type.RECURRING,
+    CalculationLine.Kind.DISCOUNT: StatementLine.Type.DISCOUNT,
+    CalculationLine.Kind.TAX: StatementLine.Type.TAX,
+}
+
+
+def engine_biller() -> Biller:
+    """The biller that this product's own bills belong to: the first active internal biller (made once)."""
+    biller = Biller.objects.filter(kind=Biller.Kind.INTERNAL, active=True).order_by("pk").first()
+    if biller is None:
+        biller, _ = Biller.objects.get_or_create(
+            code=ENGINE_BILLER_CODE,
+            defaults={"name": "Billing engine (this product)", "kind": Biller.Kind.INTERNAL},
+        )
+    return biller
+
+
+@dataclass
+class SegmentError:
+    subscription_id: int
+    service_identifier: str
+    period_start: dt.date
+    period_end: dt.date
+    code: str
+    message: str
+
+
+@dataclass
+class BillResult:
+    """What a bill (or its preview) came to. ``statement`` is unsaved-looking data for a preview."""
+
+    statement: Statement | None
+    preview: bool
+    account: Account
+    currency: str
+    statement_date: dt.date
+    due_date: dt.date
+    period_start: dt.date
+    period_end: dt.date
+    previous_balance: Decimal
+    payments: Decimal
+    adjustments: Decimal
+    new_charges: Decimal
+    taxes: Decimal
+    total_due: Decimal
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    swept: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    errors: list[SegmentError] = field(default_factory=list)
+    segment_count: int = 0
+    invoices: int = 0  # subscriptions with segments on the bill
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "preview": self.preview,
+            "statement_id": self.statement.pk if self.statement and not self.preview else None,
+            "number": self.statement.number if self.statement and not self.preview else None,
+            "account": self.account.number,
+            "currency": self.currency,
+            "statement_date": self.statement_date,
+            "due_date": self.due_date,
+            "period_start": self.period_start,
+            "period_end": self.period_end,
+            "previous_balance": self.previous_balance,
+            "payments": self.payments,
+            "adjustments": self.adjustments,
+            "new_charges": self.new_charges,
+            "taxes": self.taxes,
+            "total_due": self.total_due,
+            "segments": self.segments,
+            "swept_transactions": self.swept,
+            "messages": self.messages,
+            "errors": [e.__dict__ for e in self.errors],
+        }
+
+
+def is_payment(row: FinancialTransaction) -> bool:
+    if row.kind == FinancialTransaction.Kind.PAYMENT:
+        return True
+    return row.kind == FinancialTransaction.Kind.REVERSAL and (
+        row.corrects is not None and row.corrects.kind == FinancialTransaction.Kind.PAYMENT
+    )
+
+
+def _content_hash(amounts: dict[str, Decimal], number: str) -> str:
+    content = {k: str(v) for k, v in amounts.items()} | {"number": number}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _previous_balances(unit_ids: list[int], biller: Biller) -> dict[int, Decimal]:
+    """Each unit's last engine bill's total due (one query: the newest statement per unit)."""
+    newest = Statement.objects.filter(account=OuterRef("account"), biller=biller).order_by(
+        "-statement_date", "-id"
+    )
+    return dict(
+        Statement.objects.filter(account_id__in=unit_ids, biller=biller, pk=Subquery(newest.values("pk")[:1]))
+        .values_list("account_id", "total_due")
+        .order_by()
+    )
+
+
+def _messages_for(messages: list[BillMessage], unit: Account, bill_date: dt.date) -> list[BillMessage]:
+    profile = unit.billing_profile
+    return [
+        m
+        for m in messages
+        if m.valid_from <= bill_date
+        and (m.valid_to is None or m.valid_to >= bill_date)
+        and m.account_type in ("", unit.type)
+        and m.ar_classification in ("", profile.ar_classification)
+    ]
+
+
+def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dict[int, Statement]) -> None:
+    """Print each bill's calculation lines as its statement lines (and tie each calculation line to its)."""
+    segment_ids = [s.pk for segments in by_statement.values() for s in segments]
+    if not segment_ids:
+        return
+    statement_of = {s.pk: unit for unit, segments in by_statement.items() for s in segments}
+    lines = list(
+        CalculationLine.objects.filter(segment_id__in=segment_ids)
+        .select_related("segment__subscription__price_plan__product")
+        .order_by(
+            "segment__subscription__processing_sequence",
+            "segment__subscription_id",
+            "segment__period_start",
+            "position",
+        )
+    )
+    positions: dict[int, int] = defaultdict(int)
+    printed = []
+    for line in lines:
+        unit = statement_of[line.segment_id]
+        positions[unit] += 1
+        subscription = line.segment.subscription
+        description = line.description
+        if line.kind == CalculationLine.Kind.TAX and line.included:
+            description = f"{description}: not added, already in the prices"
+        printed.append(
+            StatementLine(
+                statement=statements[unit],
+                position=positions[unit],
+                line_type=LINE_TYPES[line.kind],
+                product=subscription.price_plan.product.name,
+                service_identifier=subscription.service_identifier,
+                description=description[:300],
+                quantity=line.quantity,
+                unit=line.unit,
+                unit_price=line.rate
+                if line.kind not in (CalculationLine.Kind.DISCOUNT, CalculationLine.Kind.TAX)
+                else None,
+                amount=line.amount,
+                period_start=line.period_start,
+                period_end=line.period_end,
+            )
+        )
+    created = StatementLine.objects.bulk_create(printed, batch_size=2000)
+    set_columns(
+        CalculationLine,
+        [line.pk for line in lines],
+        {"statement_line": [statement_line.pk for statement_line in created]},
+    )
+
+
+def segment_details(segments: list[BillSegment]) -> list[dict[str, Any]]:
+    """The segments of a bill with their lines, as the bills API and the preview page show them."""
+    rows = (
+        BillSegment.objects.filter(pk__in=[s.pk for s in segments])
+        .select_related("subscription__price_plan")
+        .prefetch_related("lines")
+        .order_by("subscription__processing_sequence", "subscription_id", "period_start")
+    )
+    return [
+        {
+            "id": s.pk,
+            "subscription_id": s.subscription_id,
+            "service_identifier": s.subscription.service_identifier,
+            "price_plan": s.subscription.price_plan.name,
+            "period_start": s.period_start,
+            "period_end": s.period_end,
+            "charges": s.charges,
+            "discounts": s.discounts,
+            "taxes": s.taxes,
+            "taxes_included": s.taxes_included,
+            "total": s.total,
+            "lines": [
+                {
+                    "kind": ln.kind,
+                    "description": ln.description,
+                    "quantity": ln.quantity,
+                    "unit": ln.unit,
+                    "rate": ln.rate,
+                    "proration_factor": ln.proration_factor,
+                    "base": ln.base,
+                    "amount": ln.amount,
+                    "included": ln.included,
+                    "period_start": ln.period_start,
+                    "period_end": ln.period_end,
+                }
+                for ln in s.lines.all()
+            ],
+        }
+        for s in rows
+    ]
+
+
+def bills_assemble(
+    *,
+    subscriptions_by_unit: dict[int, list[int]],
+    bill_date: dt.date,
+    bill_as_of: dt.date | None = None,
+    due_date_offset_days: int = 0,
+    actor: Any = None,
+    preview: bool = False,
+    details: bool = False,
+) -> dict[int, BillResult]:
+    """Assemble and post one bill per bill unit (account id -> the subscription ids its bill carries).
+
+    Runs in the caller's transaction. Units with nothing to bill (no rated charges, nothing to sweep) are
+    left out of the answer. ``bill_as_of``: only segments of periods started by then. ``preview``: the
+    number is PREVIEW and nothing is audited (the caller rolls back). ``details``: each result lists its
+    segments with their lines (bill now and the preview show them).
+    """
+    unit_ids = sorted(subscriptions_by_unit)
+    if not unit_ids:
+        return {}
+    units = {
+        u.pk: u
+        for u in Account.objects.select_for_update(of=("self",))
+        .select_related("billing_profile")
+        .filter(pk__in=unit_ids)
+        .order_by("pk")
+    }
+    biller = engine_biller()
+    unit_of_subscription = {sub: unit for unit, subs in subscriptions_by_unit.items() for sub in subs}
+    segment_rows = BillSegment.objects.select_for_update(of=("self",)).filter(
+        subscription_id__in=list(unit_of_subscription),
+        status=BillSegment.Status.RATED,
+        statement__isnull=True,
+    )
+    if bill_as_of is not None:
+        segment_rows = segment_rows.filter(period_start__lte=bill_as_of)
+    segments: dict[int, list[BillSegment]] = defaultdict(list)
+    for segment in segment_rows.order_by("period_start", "id"):
+        segments[unit_of_subscription[segment.subscription_id]].append(segment)
+    swept: dict[int, list[FinancialTransaction]] = defaultdict(list)
+    for row in (
+        FinancialTransaction.objects.select_for_update(of=("self",))
+        .filter(
+            account_id__in=unit_ids,
+            balance_type=BalanceType.RECEIVABLE,
+            statement__isnull=True,
+            effective_date__lte=bill_date,
+        )
+        .filter(Q(biller__isnull=True) | Q(biller=biller))
+        .select_related("corrects")
+        .order_by("effective_date", "id")
+    ):
+        swept[row.account_id].append(row)
+    billable = [pk for pk in unit_ids if pk in units and (segments.get(pk) or swept.get(pk))]
+    if not billable:
+        return {}
+    previous = _previous_balances(billable, biller)
+    messages = list(BillMessage.objects.filter(active=True).order_by("priority", "code"))
+    numbers = (
+        ["PREVIEW"] * len(billable)
+        if preview
+        else next_numbers(STATEMENT_SERIES, STATEMENT_SERIES_SPEC, count=len(billable))
+    )
+    now = timezone.now()
+    results: dict[int, BillResult] = {}
+    statements: dict[int, Statement] = {}
+    for pk, number in zip(billable, numbers, strict=True):
+        unit = units[pk]
+        profile = unit.billing_profile
+        unit_segments, unit_swept = segments.get(pk, []), swept.get(pk, [])
+        amounts = {
+            "previous_balance": previous.get(pk, Decimal(0)),
+            "payments": -sum((row.amount for row in unit_swept if is_payment(row)), Decimal(0)),
+            "adjustments": sum((row.amount for row in unit_swept if not is_payment(row)), Decimal(0)),
+            "new_charges": sum((s.new_charges for s in unit_segments), Decimal(0)),
+            "taxes": sum((s.taxes for s in unit_segments), Decimal(0)),
+        }
+        amounts["total_due"] = (
+            amounts["previous_balance"]
+            - amounts["payments"]
+            + amounts["adjustments"]
+            + amounts["new_charges"]
+            + amounts["taxes"]
+        )
+        due_date = max(
+            bill_date, bill_date + dt.timedelta(days=profile.payment_terms_days + due_date_offset_days)
+        )
+        statements[pk] = Statement(
+            number=number,
+            account=unit,
+            biller=biller,
+            external_id=number,
+            statement_date=bill_date,
+            period_start=min((s.period_start for s in unit_segments), default=bill_date),
+            period_end=max((s.period_end for s in unit_segments), default=bill_date),
+            due_date=due_date,
+            currency=profile.currency,
+            status=Statement.Status.OPEN if amounts["total_due"] > 0 else Statement.Status.PAID,
+            channel=Channel.ENGINE,
+            content_hash=hashlib.sha256(
+                json.dumps(
+                    {k: str(v) for k, v in amounts.items()} | {"number": number}, sort_keys=True
+                ).encode()
+            ).hexdigest(),
+            received_at=now,
+            **amounts,
+        )
+    Statement.objects.bulk_create(statements.values())
+    _statement_lines({pk: segments.get(pk, []) for pk in billable}, statements)
+    transactions_post_bulk(
+        entries=[
+            LedgerEntry(
+                account_id=pk,
+                kind=FinancialTransaction.Kind.BILL,
+                amount=s.new_charges + s.taxes,
+                currency=s.currency,
+                effective_date=bill_date,
+                idempotency_key=f"bill:{s.pk}",
+                biller=biller,
+                description=f"Bill {s.number}",
+                statement_id=s.pk,
+            )
+            for pk, s in statements.items()
+            if s.new_charges + s.taxes
+        ],
+        actor=actor,
+    )
+    swept_ids = [row.pk for pk in billable for row in swept.get(pk, [])]
+    set_columns(
+        FinancialTransaction,
+        swept_ids,
+        {"statement": [statements[pk].pk for pk in billable for _ in swept.get(pk, [])]},
+    )
+    billed = [(s, statements[pk]) for pk in billable for s in segments.get(pk, [])]
+    set_columns(
+        BillSegment,
+        [s.pk for s, _ in billed],
+        {
+            "status": [BillSegment.Status.BILLED] * len(billed),
+            "statement": [statement.pk for _, statement in billed],
+            "frozen_at": [now] * len(billed),
+        },
+    )
+    billed_through: dict[int, dt.date] = {}
+    for s, _ in billed:
+        billed_through[s.subscription_id] = max(
+            s.period_end, billed_through.get(s.subscription_id, s.period_end)
+        )
+    set_columns(
+        Subscription,
+        list(billed_through),
+        {"billed_through": list(billed_through.values())},
+        greatest=["billed_through"],
+    )
+    attached = {pk: _messages_for(messages, units[pk], bill_date) for pk in billable}
+    StatementMessage.objects.bulk_create(
+        StatementMessage(statement=statements[pk], message=m, position=i, text=m.text)
+        for pk in billable
+        for i, m in enumerate(attached[pk], 1)
+    )
+    if not preview:
+        audit_records_bulk(
+            actor=actor,
+            action="bill.create",
+            objects=[statements[pk] for pk in billable],
+            afters=[
+                snapshot(statements[pk], ["number", "statement_date", "due_date", *AMOUNT_FIELDS])
+                for pk in billable
+            ],
+            account_ids=billable,
+        )
+    for pk in billable:
+        statement = statements[pk]
+        unit_segments = segments.get(pk, [])
+        results[pk] = BillResult(
+            statement=statement,
+            preview=preview,
+            account=units[pk],
+            currency=statement.currency,
+            statement_date=bill_date,
+            due_date=statement.due_date,
+            period_start=statement.period_start,
+            period_end=statement.period_end,
+            segments=segment_details(unit_segments) if details else [],
+            swept=[
+                {
+                    "id": row.pk,
+                    "kind": row.kind,
+                    "effective_date": row.effective_date,
+                    "amount": row.amount,
+                    "description": row.description,
+                }
+                for row in swept.get(pk, [])
+            ],
+            messages=[m.text for m in attached[pk]],
+            segment_count=len(unit_segments),
+            invoices=len({s.subscription_id for s in unit_segments}),
+            **{name: getattr(statement, name) for name in AMOUNT_FIELDS},
+        )
+    return results
