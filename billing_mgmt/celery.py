@@ -26,6 +26,16 @@ app.conf.beat_schedule = {
         "task": "statements.mark_overdue",
         "schedule": crontab(hour=0, minute=20),
     },
+    "start-scheduled-billing-runs": {
+        # Runs scheduled "at a date and time" start within a minute of it.
+        "task": "billruns.start_scheduled_runs",
+        "schedule": crontab(minute="*"),
+    },
+    "resume-stalled-billing-runs": {
+        # Chunks whose worker died (their lease expired) are queued again; see BILLRUN_CHUNK_LEASE_SECONDS.
+        "task": "billruns.resume_stalled_runs",
+        "schedule": crontab(minute="*/2"),
+    },
     "purge-usage-detail-nightly": {
         # Does nothing until a billing admin sets a retention period (Data retention in Django admin).
         "task": "statements.purge_usage_detail",

@@ -44,9 +44,11 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "billruns.view_discount",
         "billruns.view_usagerecord",
         "billruns.preview_bill",
+        # Prepaid wallets: the estimate of when a wallet runs out (the account page shows it).
+        "billruns.view_walletestimate",
     ),
     # Everything a CSR has, plus approvals added by later features and billing an account now.
-    SUPERVISOR: ("billruns.bill_account",),
+    SUPERVISOR: ("billruns.bill_account", "billruns.topup_wallet"),
     BILLING_ADMIN: (*(f"{app}.*" for app in PROJECT_APPS), "django_celery_beat.*", "django_celery_results.*"),
     CUSTOMER: (),
 }

@@ -164,6 +164,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The queue tasks go to when none is named (one per deployment; tests give their real worker its own).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+
+# Billing runs (billruns.services.run_work): a chunk whose worker holds it longer than the lease without
+# finishing is taken to be lost and is queued again by the resume job; after this many attempts it is
+# dead-lettered (its accounts get an exception and the run goes on).
+BILLRUN_CHUNK_LEASE_SECONDS = env.int("BILLRUN_CHUNK_LEASE_SECONDS", default=600)
+BILLRUN_CHUNK_MAX_ATTEMPTS = env.int("BILLRUN_CHUNK_MAX_ATTEMPTS", default=5)
 CELERY_TIMEZONE = TIME_ZONE
 
 REST_FRAMEWORK = {

@@ -51,7 +51,7 @@ class BillSegment(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="prepaid_segment",
-        help_text="Prepaid subscriptions: the wallet debit that charged this segment.",
+        help_text="Prepaid subscriptions: the wallet debit that charged this segment (none for 0.00).",
     )
     billing_run = models.ForeignKey(
         "billruns.BillingRun",
@@ -81,7 +81,7 @@ class BillSegment(models.Model):
                 condition=~Q(status="error") | ~Q(error_code=""), name="segment_error_has_code"
             ),
             models.CheckConstraint(
-                condition=~Q(status="debited") | Q(wallet_transaction__isnull=False),
+                condition=~Q(status="debited") | Q(wallet_transaction__isnull=False) | Q(total=0),
                 name="segment_debited_has_wallet_transaction",
             ),
         ]

@@ -494,6 +494,7 @@ class WalletEstimate(models.Model):
 
     class Meta:
         ordering = ["account"]
+        permissions = [("topup_wallet", "Can top up a prepaid wallet")]
 
     def __str__(self) -> str:
         return f"Wallet of {self.account_id} runs out on {self.runs_out_on or 'not soon'}"

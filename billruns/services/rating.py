@@ -466,10 +466,14 @@ DISCOUNTABLE = {
 }
 
 
-def _discounts(ctx: RatingContext, period: Period, charges: list[Line]) -> list[Line]:
+def _discounts(
+    ctx: RatingContext, period: Period, charges: list[Line], *, kinds_of_discount=tuple(Discount.Kind)
+) -> list[Line]:
     sub = ctx.subscription
     lines: list[Line] = []
     for discount in ctx.discounts:
+        if discount.kind not in kinds_of_discount:
+            continue
         kinds = DISCOUNTABLE[discount.applies_to]
         # Each charge counts for the days of it on which the discount is effective.
         weights: dict[int | None, Decimal] = defaultdict(Decimal)
@@ -611,6 +615,89 @@ def rate_period(ctx: RatingContext, period: Period) -> SegmentDraft:
         return draft
     draft.lines = [*charges, *discounts, *taxes]
     return draft
+
+
+# --- one prepaid window -----------------------------------------------------------------------------------
+
+
+def _anchored(ctx: RatingContext, window: Period) -> list[Period]:
+    """Billing periods whose first day of service falls in the window (their advance charges are due)."""
+    sub = ctx.subscription
+    found = []
+    for period in periods(sub.start_date, ctx.cycle_day, ctx.months):
+        if period.start > window.end:
+            break
+        if window.contains(max(period.start, sub.start_date)):
+            found.append(period)
+    return found
+
+
+def _prepaid_recurring(ctx: RatingContext, window: Period) -> list[Line]:
+    sub = ctx.subscription
+    lines: list[Line] = []
+    for component in ctx.components:
+        if component.kind != PlanComponent.Kind.RECURRING:
+            continue
+        if component.timing == PlanComponent.Timing.ADVANCE:
+            due = _anchored(ctx, window)
+        else:  # arrears: periods whose last day of service falls in the window
+            due = []
+            for period in periods(sub.start_date, ctx.cycle_day, ctx.months):
+                if period.start > window.end:
+                    break
+                last = period.end if sub.end_date is None else min(period.end, sub.end_date)
+                if window.contains(last) and period.end <= window.end:
+                    due.append(period)
+        for period in due:
+            lines.extend(_recurring_should_be(ctx, component, period))
+    return lines
+
+
+def rate_window(ctx: RatingContext, window: Period) -> SegmentDraft:
+    """Rate a prepaid subscription for the days of ``window`` (reads only; errors come back on the draft).
+
+    A prepaid run debits the wallet as it goes, so a window carries: one-time charges due by its end, the
+    recurring charges of billing periods whose service starts in it (in advance) or ends in it (in arrears),
+    and the usage dated up to its end that is not rated yet. Usage is rated by billing period in full, less
+    what earlier windows debited for that period (a ``prior`` line), so tiers and included units count every
+    unit of a period once however many runs it is spread over. Percentage discounts apply to everything;
+    fixed discounts once per billing period, with its advance charge. Then taxes.
+    """
+    sub = ctx.subscription
+    draft = SegmentDraft(subscription=sub, period=window, currency=sub.currency)
+    try:
+        charges = [
+            *_one_time(ctx, window),
+            *_prepaid_recurring(ctx, window),
+            *_usage(ctx, window.end + dt.timedelta(days=1), draft),
+        ]
+        discounts = _discounts(ctx, window, charges, kinds_of_discount=(Discount.Kind.PERCENTAGE,))
+        for period in _anchored(ctx, window):
+            discounts.extend(_discounts(ctx, period, charges, kinds_of_discount=(Discount.Kind.FIXED,)))
+        taxes = _taxes(ctx, [*charges, *discounts])
+    except RatingError as exc:
+        draft.error = exc
+        draft.usage_ids = []
+        return draft
+    draft.lines = [*charges, *discounts, *taxes]
+    return draft
+
+
+def prepaid_window(ctx: RatingContext, bill_as_of: dt.date) -> tuple[Period, BillSegment | None] | None:
+    """The days a prepaid run rates: from the day after the latest segment (or the start) to the bill-as-of
+    date; a segment in error is rated again, over the longer window. None: nothing to rate."""
+    sub = ctx.subscription
+    latest, existing = ctx.latest, None
+    if latest is None:
+        start = sub.start_date
+    elif latest.status == BillSegment.Status.ERROR:
+        start, existing = latest.period_start, latest
+    else:
+        start = latest.period_end + dt.timedelta(days=1)
+    end = bill_as_of
+    if start > end:
+        return None
+    return Period(start, end), existing
 
 
 # --- storing -----------------------------------------------------------------------------------------------
@@ -802,6 +889,40 @@ def subscriptions_rate(
             _absorb(ctx, draft)
             if draft.error:
                 break
+    _store(rated, run)
+    results = {ctx.subscription.pk: RatingResult(subscription=ctx.subscription) for ctx in contexts}
+    for item in rated:
+        result = results[item.ctx.subscription.pk]
+        (result.errors if item.draft.error else result.created).append(item.segment)
+    return results
+
+
+@transaction.atomic
+def prepaid_subscriptions_rate(
+    *, subscriptions: list[Subscription] | list[int], bill_as_of: dt.date, run: Any = None
+) -> dict[int, RatingResult]:
+    """Rate prepaid subscriptions up to ``bill_as_of`` (one window each, see ``rate_window``), in a fixed
+    number of queries. A window with nothing to charge stores nothing (the next run's window starts at the
+    same day). Locks and constraints as ``subscriptions_rate``: a window is rated once; two runs that start
+    together make one segment (the unique constraint on its first day)."""
+    ids = sorted({getattr(s, "pk", s) for s in subscriptions})
+    if not ids:
+        return {}
+    list(Subscription.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+    contexts = rating_contexts(
+        subscription_ids=ids, usage_before=bill_as_of + dt.timedelta(days=1), prepaid=True
+    )
+    rated: list[_Rated] = []
+    for ctx in contexts:
+        found = prepaid_window(ctx, bill_as_of)
+        if found is None:
+            continue
+        window, existing = found
+        draft = rate_window(ctx, window)
+        if draft.error is None and not draft.lines and existing is None:
+            continue
+        rated.append(_Rated(ctx, draft, existing))
+        _absorb(ctx, draft)
     _store(rated, run)
     results = {ctx.subscription.pk: RatingResult(subscription=ctx.subscription) for ctx in contexts}
     for item in rated:

@@ -1,0 +1,200 @@
+"""Prepaid wallets: top-ups, and the estimate of the day a wallet runs out (prepaid runs' optional step).
+
+A prepaid account's wallet is its ``wallet`` balance in the ledger (positive: money in the wallet). Prepaid
+runs debit it (billruns.services.run_work); payments (F6) and the API top it up.
+
+The estimate (source 001 "Wallet Consumption Estimation"): starting from the wallet balance, spend each day
+the average usage consumption of the last ``WINDOW_DAYS`` days (what prepaid runs debited, less their
+recurring charges), and on each day a billing period of an active prepaid subscription starts, its recurring
+charges (the plan's current prices, before tax); the first day the balance
+falls below zero is the day it runs out. Nothing within ``HORIZON_DAYS``: not soon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import Account, Biller
+from accounts.selectors import bill_unit_members, paying_account
+from billing_mgmt.errors import ApplicationError
+from billing_mgmt.money import quantize
+from statements.models import AccountBalance, BalanceType, FinancialTransaction
+from statements.services import transaction_post
+
+from ..models import BillSegment, CalculationLine, Price, Subscription, WalletEstimate
+from ..models.catalog import PlanComponent
+from ..periods import periods
+
+WINDOW_DAYS = 30
+HORIZON_DAYS = 366
+
+
+def _recurring_charges(unit_ids: list[int], members: dict[int, list[int]], today: dt.date):
+    """Per unit: (period start day, amount) of each active prepaid subscription's next recurring charges."""
+    unit_of = {account: unit for unit, accounts in members.items() for account in accounts}
+    subscriptions = list(
+        Subscription.objects.filter(
+            account_id__in=list(unit_of), billing_term_scheme__kind="prepaid", start_date__lte=today
+        )
+        .exclude(end_date__lt=today)
+        .select_related("frequency")
+    )
+    if not subscriptions:
+        return {}
+    prices: dict[tuple[int, int], list[Price]] = defaultdict(list)
+    for price in Price.objects.filter(
+        component__plan_id__in={s.price_plan_id for s in subscriptions},
+        component__kind=PlanComponent.Kind.RECURRING,
+    ).select_related("component"):
+        prices[(price.component.plan_id, price.frequency_id)].append(price)
+    cycle_days = dict(
+        Account.objects.filter(pk__in=unit_ids).values_list("pk", "billing_profile__bill_cycle_day")
+    )
+    horizon = today + dt.timedelta(days=HORIZON_DAYS)
+    charges: dict[int, list[tuple[dt.date, Decimal]]] = defaultdict(list)
+    for sub in subscriptions:
+        unit = unit_of[sub.account_id]
+        for period in periods(sub.start_date, cycle_days.get(unit) or 1, sub.frequency.months):
+            if period.start > horizon:
+                break
+            if period.start <= today or (sub.end_date and period.start > sub.end_date):
+                continue
+            current = [p for p in prices[(sub.price_plan_id, sub.frequency_id)] if p.covers(period.start)]
+            amount = sum((p.amount or Decimal(0) for p in current), Decimal(0))
+            if amount:
+                charges[unit].append((period.start, amount))
+    return charges
+
+
+def _estimate(balance: Decimal, daily: Decimal, charges: list[tuple[dt.date, Decimal]], today: dt.date):
+    if balance <= 0:
+        return today
+    due = defaultdict(Decimal)
+    for day, amount in charges:
+        due[day] += amount
+    for offset in range(1, HORIZON_DAYS + 1):
+        day = today + dt.timedelta(days=offset)
+        balance -= daily + due.get(day, Decimal(0))
+        if balance < 0:
+            return day
+    return None
+
+
+def wallet_estimates_refresh(
+    *, account_ids: list[int], today: dt.date | None = None, run: Any = None
+) -> list[WalletEstimate]:
+    """Estimate when each of these bill units' wallets runs out, in a fixed number of queries."""
+    if not account_ids:
+        return []
+    today = today or timezone.localdate()
+    members = bill_unit_members(unit_ids=account_ids)
+    balances = {
+        row[0]: row[1:]
+        for row in AccountBalance.objects.filter(
+            account_id__in=account_ids, balance_type=BalanceType.WALLET
+        ).values_list("account_id", "amount", "currency")
+    }
+    currencies = dict(
+        Account.objects.filter(pk__in=account_ids).values_list("pk", "billing_profile__currency")
+    )
+    since = today - dt.timedelta(days=WINDOW_DAYS)
+    debited = defaultdict(Decimal)
+    for account_id, total in (
+        FinancialTransaction.objects.filter(
+            account_id__in=account_ids,
+            kind=FinancialTransaction.Kind.WALLET_DEBIT,
+            effective_date__gt=since,
+            effective_date__lte=today,
+        )
+        .values("account_id")
+        .annotate(t=Sum("amount"))
+        .values_list("account_id", "t")
+        .order_by()
+    ):
+        debited[account_id] = -total
+    recurring_debited = defaultdict(Decimal)
+    unit_of = {account: unit for unit, accounts in members.items() for account in accounts}
+    for account_id, total in (
+        CalculationLine.objects.filter(
+            segment__subscription__account_id__in=list(unit_of),
+            segment__status=BillSegment.Status.DEBITED,
+            segment__frozen_at__date__gt=since,
+            kind__in=[CalculationLine.Kind.RECURRING, CalculationLine.Kind.CREDIT],
+        )
+        .values("segment__subscription__account_id")
+        .annotate(t=Sum("amount"))
+        .values_list("segment__subscription__account_id", "t")
+        .order_by()
+    ):
+        recurring_debited[unit_of[account_id]] += total
+    charges = _recurring_charges(account_ids, members, today)
+    now = timezone.now()
+    estimates = []
+    for pk in account_ids:
+        amount, currency = balances.get(pk, (Decimal(0), currencies.get(pk) or "USD"))
+        daily = max(Decimal(0), debited[pk] - recurring_debited[pk]) / WINDOW_DAYS
+        unit_charges = charges.get(pk, [])
+        estimates.append(
+            WalletEstimate(
+                account_id=pk,
+                currency=currency,
+                balance=amount,
+                daily_consumption=quantize(daily, currency),
+                recurring_per_period=sum((a for d, a in unit_charges[:1]), Decimal(0)),
+                window_days=WINDOW_DAYS,
+                runs_out_on=_estimate(amount, daily, unit_charges, today),
+                estimated_at=now,
+                run=run,
+            )
+        )
+    WalletEstimate.objects.bulk_create(
+        estimates,
+        update_conflicts=True,
+        unique_fields=["account"],
+        update_fields=[
+            "currency", "balance", "daily_consumption", "recurring_per_period", "window_days", "runs_out_on",
+            "estimated_at", "run",
+        ],
+    )  # fmt: skip
+    return estimates
+
+
+@transaction.atomic
+def wallet_topup(
+    *,
+    account: Account,
+    amount: Decimal,
+    currency: str,
+    effective_date: dt.date | None = None,
+    biller: Biller | None = None,
+    external_id: str = "",
+    idempotency_key: str | None = None,
+    description: str = "",
+    actor: Any = None,
+) -> tuple[FinancialTransaction, bool]:
+    """Money into a prepaid wallet (the bill unit's). Idempotent by the biller's external id or the key."""
+    unit = paying_account(account=account)
+    if amount is None or Decimal(amount) <= 0:
+        raise ApplicationError(
+            "A top-up is a positive amount.", fields={"amount": ["Must be more than zero."]}
+        )
+    return transaction_post(
+        account=unit,
+        kind=FinancialTransaction.Kind.WALLET_TOPUP,
+        amount=amount,
+        currency=currency,
+        effective_date=effective_date,
+        balance_type=BalanceType.WALLET,
+        biller=biller,
+        external_id=external_id,
+        idempotency_key=idempotency_key,
+        description=description or "Wallet top-up",
+        actor=actor,
+    )
