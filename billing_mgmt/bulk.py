@@ -36,6 +36,8 @@ def set_columns(
             raise ValueError(f"{name}: {len(column)} values for {len(ids)} rows")
     where = where or {}
     fields = {name: model._meta.get_field(name) for name in [*values, *where]}
+    # One Python type per column (PostgreSQL arrays are typed): 0 and Decimal("1.50") are both Decimals.
+    values = {name: [fields[name].get_prep_value(v) for v in column] for name, column in values.items()}
     if connection.vendor != "postgresql":
         return _grouped_updates(model, ids, values, where, greatest)
     table = connection.ops.quote_name(model._meta.db_table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billruns.models import BillingRun, RunAccount, RunException, RunStep, Stage
+from billruns.models import BillingRun, RunStep, Stage
 from statements.models import FinancialTransaction, Statement
 from tests.billruns import builders as b
 from tests.billruns.runs_helpers import customer, definition, monthly_plan, run_to
