@@ -24,10 +24,10 @@ MONEY_TASK = {"acks_late": True, "reject_on_worker_lost": True}
 
 
 @shared_task(name="billruns.process_chunk", bind=True, max_retries=5, **MONEY_TASK)
-def process_chunk(self, chunk_id: int, force: bool = False) -> str:
+def process_chunk(self, chunk_id: int) -> str:
     """Work one chunk of a billing run's stage (claim it, do it, mark it done)."""
     worker = f"{self.request.hostname or socket.gethostname()}:{self.request.id}"
-    attempt = chunk_claim(chunk_id=chunk_id, worker=worker, force=force)
+    attempt = chunk_claim(chunk_id=chunk_id, worker=worker)
     if attempt is None:
         return "skipped"
     try:

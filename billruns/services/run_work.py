@@ -4,7 +4,7 @@ Exactly once, whatever Celery does (it delivers at least once: a retried, redeli
 again):
 
 * ``chunk_claim`` takes the chunk in a transaction of its own: status RUNNING, ``attempts`` + 1, a lease. A
-  chunk that is done, dead, or held by a live worker is not taken. A chunk taken more than
+  chunk that is done, dead, or locked by a live worker is not taken. A chunk taken more than
   ``BILLRUN_CHUNK_MAX_ATTEMPTS`` times (a task that keeps crashing its worker) goes to the dead-letter
   state DEAD instead: its accounts get an exception and the run goes on without them.
 * ``chunk_process`` does the work in one transaction that holds the chunk's row lock and marks it DONE, so
@@ -456,25 +456,24 @@ def _after_chunk(chunk: RunChunk) -> None:
         transaction.on_commit(lambda: _dispatch_advance(chunk.run_id))
 
 
-def chunk_claim(*, chunk_id: int, worker: str = "", force: bool = False) -> int | None:
-    """Take the chunk for this attempt; returns the attempt number, or None when it is not to be worked
-    (done, dead, held by a live worker, or given up on now)."""
+def chunk_claim(*, chunk_id: int, worker: str = "") -> int | None:
+    """Take the chunk for a new attempt; returns the attempt number, or None when it is not to be worked.
+
+    Not worked: done, dead, or locked (a live worker's transaction is doing its work right now). A chunk
+    that is RUNNING but not locked is taken over: its last attempt's worker died (a redelivered message
+    after a crash), or it is between two accounts of its one-by-one path, where it checks before each
+    account that it still owns the chunk and stops when it does not. Each claim counts an attempt; a chunk
+    already tried ``BILLRUN_CHUNK_MAX_ATTEMPTS`` times is dead-lettered instead.
+    """
     with transaction.atomic():
         chunk = RunChunk.objects.select_for_update(skip_locked=True).filter(pk=chunk_id).first()
         if chunk is None or chunk.status in (RunChunk.Status.DONE, RunChunk.Status.DEAD):
-            return None
-        now = timezone.now()
-        held = (
-            chunk.status == RunChunk.Status.RUNNING
-            and chunk.lease_expires_at
-            and chunk.lease_expires_at > now
-        )
-        if held and not force:
             return None
         if chunk.attempts >= max_attempts():
             _dead_letter(chunk)
             _after_chunk(chunk)
             return None
+        now = timezone.now()
         chunk.status = RunChunk.Status.RUNNING
         chunk.attempts += 1
         chunk.started_at = now

@@ -238,11 +238,11 @@ def _dispatch_advance(run_id: int) -> None:
     advance_run.delay(run_id)
 
 
-def _dispatch_chunks(chunk_ids: list[int], force: bool = False) -> None:
+def _dispatch_chunks(chunk_ids: list[int]) -> None:
     from ..tasks import process_chunk
 
     for chunk_id in chunk_ids:
-        process_chunk.apply_async(args=[chunk_id], kwargs={"force": force} if force else {})
+        process_chunk.delay(chunk_id)
 
 
 @transaction.atomic
@@ -345,8 +345,8 @@ def billrun_resume(*, run: BillingRun | int, actor: Any = None, force: bool = Tr
     ``force`` (the admin action): every chunk of the current stage that is not done is queued again, even
     if its lease has not expired: the admin says its worker is gone. A chunk still being worked on is
     protected anyway (its row is locked while its work commits, and its owner stops when another attempt
-    takes it). Without ``force`` (beat), only chunks whose lease expired, or that were queued longer than a
-    lease ago, are queued. Returns how many chunks were queued.
+    takes it over). Without ``force`` (beat), only chunks whose lease expired, or that were queued longer
+    than a lease ago, are queued. Returns how many chunks were queued.
     """
     run = _locked(run)
     if run.execution != BillingRun.Execution.RUNNING:
@@ -370,7 +370,7 @@ def billrun_resume(*, run: BillingRun | int, actor: Any = None, force: bool = Tr
     )
     if force or ids:
         audit_record(actor=actor, action="billrun.resume", obj=run, after={"chunks_queued": len(ids)})
-    transaction.on_commit(lambda: _dispatch_chunks(ids, force=force))
+    transaction.on_commit(lambda: _dispatch_chunks(ids))
     transaction.on_commit(lambda: _dispatch_advance(run.pk))
     return len(ids)
 
