@@ -3,10 +3,10 @@
 Exactly once, whatever Celery does (it delivers at least once: a retried, redelivered or resumed task runs
 again):
 
-* ``chunk_claim`` takes the chunk in a transaction of its own: status RUNNING, ``attempts`` + 1, a lease. A
-  chunk that is done, dead, or locked by a live worker is not taken. A chunk taken more than
-  ``BILLRUN_CHUNK_MAX_ATTEMPTS`` times (a task that keeps crashing its worker) goes to the dead-letter
-  state DEAD instead: its accounts get an exception and the run goes on without them.
+* ``chunk_claim`` takes the chunk in a transaction of its own: status RUNNING, ``attempts`` + 1, a lease.
+  A chunk that is done or dead is not taken (a claim waits for a live worker's work transaction to end).
+  A chunk taken more than ``BILLRUN_CHUNK_MAX_ATTEMPTS`` times (a task that keeps crashing its worker)
+  goes to the dead-letter state DEAD instead: its accounts get an exception and the run goes on.
 * ``chunk_process`` does the work in one transaction that holds the chunk's row lock and marks it DONE, so
   the work commits exactly once. Each stage's processor also takes only the accounts that are at the
   stage's starting status (RunAccount), and the database's constraints back it: one segment per
@@ -444,29 +444,38 @@ def _count_done(chunk: RunChunk) -> None:
 
 
 def _after_chunk(chunk: RunChunk) -> None:
-    """Queue the coordinator when this was the stage's last open chunk (two last ones may both: fine)."""
-    left = (
-        RunChunk.objects.filter(run_id=chunk.run_id, stage=chunk.stage)
-        .exclude(status__in=[RunChunk.Status.DONE, RunChunk.Status.DEAD])
-        .exists()
-    )
-    if not left:
-        from .runs import _dispatch_advance
+    """Once this chunk's transaction has committed, queue the coordinator if no chunk of the stage is left
+    open. The check runs after the commit: two chunks finishing together each see the other's commit or
+    the other sees theirs, so the last one never misses it (both may queue it: the coordinator is
+    idempotent)."""
+    run_id, stage = chunk.run_id, chunk.stage
 
-        transaction.on_commit(lambda: _dispatch_advance(chunk.run_id))
+    def queue_if_last() -> None:
+        left = (
+            RunChunk.objects.filter(run_id=run_id, stage=stage)
+            .exclude(status__in=[RunChunk.Status.DONE, RunChunk.Status.DEAD])
+            .exists()
+        )
+        if not left:
+            from .runs import _dispatch_advance
+
+            _dispatch_advance(run_id)
+
+    transaction.on_commit(queue_if_last)
 
 
 def chunk_claim(*, chunk_id: int, worker: str = "") -> int | None:
     """Take the chunk for a new attempt; returns the attempt number, or None when it is not to be worked.
 
-    Not worked: done, dead, or locked (a live worker's transaction is doing its work right now). A chunk
-    that is RUNNING but not locked is taken over: its last attempt's worker died (a redelivered message
-    after a crash), or it is between two accounts of its one-by-one path, where it checks before each
-    account that it still owns the chunk and stops when it does not. Each claim counts an attempt; a chunk
-    already tried ``BILLRUN_CHUNK_MAX_ATTEMPTS`` times is dead-lettered instead.
+    Not worked: done or dead (a claim waits while a live worker's transaction holds the chunk, and then
+    finds it done). A chunk that is RUNNING but not locked is taken over: its last attempt's worker died
+    (a redelivered message after a crash), or it is between two accounts of its one-by-one path, where it
+    checks before each account that it still owns the chunk and stops when it does not. Each claim counts
+    an attempt; a chunk already tried ``BILLRUN_CHUNK_MAX_ATTEMPTS`` times is dead-lettered instead.
     """
     with transaction.atomic():
-        chunk = RunChunk.objects.select_for_update(skip_locked=True).filter(pk=chunk_id).first()
+        # Waits while another attempt's work transaction holds the chunk, then sees it done.
+        chunk = RunChunk.objects.select_for_update().filter(pk=chunk_id).first()
         if chunk is None or chunk.status in (RunChunk.Status.DONE, RunChunk.Status.DEAD):
             return None
         if chunk.attempts >= max_attempts():
