@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts.models import Account, Biller
 from accounts.selectors import bill_unit_members, paying_account
 from billing_mgmt.errors import ApplicationError
-from billing_mgmt.money import quantize
+from billing_mgmt.money import quantize, to_decimal
 from statements.models import AccountBalance, BalanceType, FinancialTransaction
 from statements.services import transaction_post
 
@@ -181,14 +181,18 @@ def wallet_topup(
 ) -> tuple[FinancialTransaction, bool]:
     """Money into a prepaid wallet (the bill unit's). Idempotent by the biller's external id or the key."""
     unit = paying_account(account=account)
-    if amount is None or Decimal(amount) <= 0:
+    try:
+        value = to_decimal(amount)
+    except (TypeError, ValueError) as exc:
+        raise ApplicationError("The amount is not valid.", fields={"amount": [str(exc)]}) from None
+    if value <= 0:
         raise ApplicationError(
             "A top-up is a positive amount.", fields={"amount": ["Must be more than zero."]}
         )
     return transaction_post(
         account=unit,
         kind=FinancialTransaction.Kind.WALLET_TOPUP,
-        amount=amount,
+        amount=value,
         currency=currency,
         effective_date=effective_date,
         balance_type=BalanceType.WALLET,

@@ -81,13 +81,16 @@ def _definition(run_type: str) -> RunDefinition:
     return definition
 
 
-def run_defaults(*, run_type: str = RunType.NORMAL, today: dt.date | None = None) -> dict[str, Any]:
-    """What a new run of this type starts with, from the active definition (raises if there is none)."""
+def run_defaults(
+    *, run_type: str = RunType.NORMAL, today: dt.date | None = None, bill_as_of: dt.date | None = None
+) -> dict[str, Any]:
+    """What a new run of this type starts with, from the active definition (raises if there is none).
+    ``bill_as_of``: a chosen bill-as-of date, from which the transaction date rule then follows."""
     definition = _definition(run_type)
     today = today or timezone.localdate()
-    if run_type == RunType.PREPAID:
+    if bill_as_of is None and run_type == RunType.PREPAID:
         bill_as_of = today  # prepaid runs bill as of the day they run (source 001, R10)
-    else:
+    elif bill_as_of is None:
         bill_as_of = default_bill_as_of(day=definition.bill_as_of_day, today=today)
     base = (
         bill_as_of
@@ -157,7 +160,7 @@ def _related_snapshot(run: BillingRun) -> dict[str, list[int]]:
 def billrun_create(*, run_type: str = RunType.NORMAL, actor: Any = None, **values: Any) -> BillingRun:
     """Create a Draft run from the active definition of its type; ``values`` override its defaults
     (fields of BillingRun and the criteria and filter lists)."""
-    defaults = run_defaults(run_type=run_type)
+    defaults = run_defaults(run_type=run_type, bill_as_of=values.get("bill_as_of_date"))
     definition = defaults.pop("definition")
     unknown = set(values) - set(EDITABLE_FIELDS) - set(M2M_FIELDS) - {"scheduling", "schedule_key"}
     if unknown:
@@ -213,13 +216,9 @@ def billrun_update(*, run: BillingRun | int, actor: Any = None, **values: Any) -
     _validate(run, run.definition, current | related)
     run.save()
     _set_related(run, related)
-    audit_record(
-        actor=actor,
-        action="billrun.update",
-        obj=run,
-        before=before,
-        after=snapshot(run, RUN_FIELDS) | _related_snapshot(run),
-    )
+    after = snapshot(run, RUN_FIELDS) | _related_snapshot(run)
+    if after != before:
+        audit_record(actor=actor, action="billrun.update", obj=run, before=before, after=after)
     return run
 
 
@@ -228,7 +227,8 @@ def billrun_delete(*, run: BillingRun | int, actor: Any = None) -> None:
     """Delete a Draft run (source 001: a run that was executed stays, with its results)."""
     run = _locked(run)
     _require_draft(run, "deleted")
-    audit_record(actor=actor, action="billrun.delete", obj=run, before=snapshot(run, RUN_FIELDS))
+    before = snapshot(run, RUN_FIELDS) | _related_snapshot(run)
+    audit_record(actor=actor, action="billrun.delete", obj=run, before=before)
     run.delete()
 
 
