@@ -216,6 +216,16 @@ SPECTACULAR_SETTINGS = {
         "SubscriptionStatusEnum": "billruns.models.Subscription.Status",
         "PlanComponentKindEnum": "billruns.models.PlanComponent.Kind",
         "TransactionKindEnum": "statements.records.TransactionRecordSerializer.KINDS",
+        "ArClassificationEnum": "accounts.models.BillingProfile.ARClassification",
+        "PaymentPreferenceEnum": "accounts.models.BillingProfile.PaymentPreference",
+        "PresentmentPreferenceEnum": "accounts.models.BillingProfile.Presentment",
+        "BillingRunStateEnum": "billruns.models.BillingRun.State",
+        "BillingRunExecutionEnum": "billruns.models.BillingRun.Execution",
+        "RunStageEnum": "billruns.models.Stage",
+        "ProximitySignEnum": "billruns.models.RunDefinition.Sign",
+        # Two "outcome" sets: the ingest answers' (its existing name kept) and the wallet top-up's.
+        "OutcomeEnum": "statements.api.serializers.OUTCOMES",
+        "WalletTopUpOutcomeEnum": "billruns.api.wallets.TOPUP_OUTCOMES",
     },
 }
 

@@ -1,12 +1,16 @@
 """Billing engine API, mounted under /api/v1/ by billing_mgmt/urls.py: the catalog, subscriptions, usage
-records and bills (bill now, preview)."""
+records, bills (bill now, preview), billing runs with their definitions, and prepaid wallets."""
 
 from django.urls import path
 
 from .bills import BillCreateView, BillPreviewView
 from .catalog import PricePlanDetailView, PricePlanListView
+from .runs import BillingRunExceptionListView, BillingRunViewSet, RunDefinitionListView
 from .subscriptions import SubscriptionViewSet
 from .usage import UsageRecordBulkView, UsageRecordListView
+from .wallets import WalletTopUpView, WalletView
+
+RUN = "billing-runs/<str:number>/"
 
 urlpatterns: list = [
     # catalog and subscriptions (billruns/api/catalog.py, subscriptions.py)
@@ -33,4 +37,27 @@ urlpatterns: list = [
     # bills (billruns/api/bills.py)
     path("bills/", BillCreateView.as_view(), name="api-bill-create"),
     path("bills/preview/", BillPreviewView.as_view(), name="api-bill-preview"),
+    # billing runs and run definitions (billruns/api/runs.py)
+    path(
+        "billing-runs/",
+        BillingRunViewSet.as_view({"get": "list", "post": "create"}),
+        name="api-billing-run-list",
+    ),
+    path(
+        RUN,
+        BillingRunViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="api-billing-run-detail",
+    ),
+    path(f"{RUN}execute/", BillingRunViewSet.as_view({"post": "execute"}), name="api-billing-run-execute"),
+    path(f"{RUN}resume/", BillingRunViewSet.as_view({"post": "resume"}), name="api-billing-run-resume"),
+    path(
+        f"{RUN}unschedule/",
+        BillingRunViewSet.as_view({"post": "unschedule"}),
+        name="api-billing-run-unschedule",
+    ),
+    path(f"{RUN}exceptions/", BillingRunExceptionListView.as_view(), name="api-billing-run-exceptions"),
+    path("run-definitions/", RunDefinitionListView.as_view(), name="api-run-definition-list"),
+    # prepaid wallets (billruns/api/wallets.py)
+    path("wallets/<str:number>/", WalletView.as_view(), name="api-wallet-detail"),
+    path("wallets/<str:number>/top-ups/", WalletTopUpView.as_view(), name="api-wallet-top-up"),
 ]
