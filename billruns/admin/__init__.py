@@ -1,3 +1,3 @@
-"""Django admin for billruns: the catalog, subscriptions, usage records and rated segments."""
+"""Django admin for billruns: the catalog, subscriptions, usage records, rated segments and billing runs."""
 
-from . import catalog, segments, subscriptions, usage  # noqa: F401  (each module registers its admins)
+from . import catalog, runs, segments, subscriptions, usage  # noqa: F401  (each module registers its admins)

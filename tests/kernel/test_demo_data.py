@@ -12,7 +12,14 @@ from accounts.models import Account, Biller, BillerApiKey, BillerReference, Bill
 from billing_mgmt import roles
 from billing_mgmt.management.commands.load_demo import LATE_FEE, STATEMENT_MONTHS, DemoLoader, DemoStatements
 from billing_mgmt.models import AuditRecord, NumberSeries
-from billruns.models import BillSegment, CalculationLine, UsageRecord
+from billruns.models import (
+    BillingRun,
+    BillSegment,
+    CalculationLine,
+    RunDefinition,
+    UsageRecord,
+    WalletEstimate,
+)
 from statements.models import (
     AccountBalance,
     BillerBalanceSnapshot,
@@ -42,8 +49,9 @@ def _counts() -> dict[str, int]:
     return {model.__name__: model.objects.count() for model in COUNTED}
 
 
-def test_load_demo_builds_the_demo_world():
-    output = _load()
+def test_load_demo_builds_the_demo_world(django_capture_on_commit_callbacks, eager):
+    with django_capture_on_commit_callbacks(execute=True):  # the demo's billing runs work after commit
+        output = _load()
 
     assert Account.objects.count() == 50
     by_type = {t: Account.objects.filter(type=t).count() for t in Account.Type.values}
@@ -73,7 +81,16 @@ def test_load_demo_builds_the_demo_world():
     assert BillerReference.objects.filter(biller__code="contoso").count() == 6
 
     kinds = set(FinancialTransaction.objects.values_list("kind", flat=True))
-    assert kinds == {"bill", "payment", "adjustment", "reversal"}
+    assert kinds == {"bill", "payment", "adjustment", "reversal", "wallet_topup", "wallet_debit"}
+    # Billing runs: the two definitions, a completed prepaid run with its estimate, a Draft normal run.
+    assert sorted(RunDefinition.objects.values_list("run_type", "active", "recurring")) == [
+        ("normal", True, True),
+        ("prepaid", True, True),
+    ]
+    prepaid = BillingRun.objects.get(run_type="prepaid")
+    assert (prepaid.state, prepaid.wallet_transactions, prepaid.exception_count) == ("completed", 1, 0)
+    assert WalletEstimate.objects.filter(run=prepaid).count() == 1
+    assert BillingRun.objects.get(run_type="normal").state == "draft"
     assert not FinancialTransaction.objects.filter(account__is_paying=False).exists()
     assert ledger_mismatches() == []
     # Written through the services: numbered and audited.

@@ -28,6 +28,7 @@ from accounts.services import account_create, biller_api_key_create, biller_refe
 from billing_mgmt import roles
 from billing_mgmt.audit import audit_record, snapshot
 from billing_mgmt.demo_engine import EngineLoad, engine_demo_loaded, load_engine_demo
+from billing_mgmt.demo_runs import load_run_definitions, run_demo_runs, runs_demo_loaded
 from billing_mgmt.money import quantize
 from statements.models import Channel, FinancialTransaction, Statement
 from statements.services import ingest_records, transaction_post, transaction_reverse
@@ -736,6 +737,7 @@ class Command(BaseCommand):
                 "(or with --force on a throw-away database)."
             )
         raw_key = None
+        new_runs = False
         with transaction.atomic():
             roles.ensure_roles()
             users = _ensure_users()
@@ -771,6 +773,9 @@ class Command(BaseCommand):
                 self._report_statements(statements)
             if demo_loaded() and not engine_demo_loaded():
                 self._report_engine(load_engine_demo(seed=seed))
+            if demo_loaded() and not runs_demo_loaded():
+                load_run_definitions()
+                new_runs = True
             pulled = demo_pull_biller()
             if pulled is not None:
                 self.stdout.write(
@@ -783,6 +788,21 @@ class Command(BaseCommand):
                 _key, raw_key = biller_api_key_create(
                     biller=Biller.objects.get(code=API_KEY_BILLER), name="demo API client", actor=ACTOR
                 )
+        if new_runs:
+            # After the commit: a run's work is queued after commit (run here, without a worker).
+            runs = run_demo_runs(seed=seed)
+            prepaid = runs.prepaid_run
+            self.stdout.write(
+                self.style.SUCCESS(
+                    "Billing runs: definitions 'Monthly billing' and 'Daily prepaid'"
+                    + (
+                        f"; prepaid run {prepaid.number} debited the wallet of {runs.prepaid_account.number}"
+                        if prepaid
+                        else ""
+                    )
+                    + f"; Draft run {runs.draft_run.number} to execute in Django admin."
+                )
+            )
         self._print_logins(users, raw_key)
 
     def _report_engine(self, load: EngineLoad) -> None:
