@@ -101,6 +101,12 @@ def run_definition_save(
     ):
         definition.recurring_up_to = stages_of(RunType.PREPAID)[-1]  # prepaid runs execute every step
     errors = validate_definition(definition)
+    wrong = [s.name for s in (related or {}).get("billing_term_schemes", []) if s.kind != definition.run_type]
+    if wrong:
+        errors["billing_term_schemes"] = [
+            f"A {definition.run_type} definition's runs bill only schemes of that kind, "
+            f"not {', '.join(wrong)}."
+        ]
     if errors:
         raise ApplicationError("The run definition is not valid.", fields=errors)
     before = None

@@ -62,6 +62,18 @@ def test_invalid_definitions_are_refused(values, field):
     assert RunDefinition.objects.count() == 0
 
 
+def test_default_schemes_must_be_of_the_definitions_kind():
+    from billruns.models import BillingTermScheme
+
+    with pytest.raises(ApplicationError) as exc:
+        run_definition_save(
+            definition=RunDefinition(name="Monthly", run_type=RunType.NORMAL),
+            related={"billing_term_schemes": [BillingTermScheme.objects.get(code="prepaid")]},
+        )
+    assert "only schemes of that kind" in exc.value.fields["billing_term_schemes"][0]
+    assert RunDefinition.objects.count() == 0
+
+
 def test_a_second_active_definition_of_a_type_is_refused():
     definition()
     with pytest.raises(ApplicationError) as exc:
