@@ -96,8 +96,15 @@ class UsageRecord(models.Model):
 
     source = models.CharField(max_length=60, help_text="Who sent it: a biller code, or a file for imports.")
     external_id = models.CharField(max_length=100)
+    # No index of its own: the index usage_to_rate (subscription, status, event_date) starts with it, and every
+    # index is written again when rating marks millions of records rated.
     subscription = models.ForeignKey(
-        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="usage_records"
+        Subscription,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="usage_records",
+        db_index=False,
     )
     service_identifier = models.CharField(max_length=100, blank=True)
     usage_type_code = models.CharField(max_length=40, help_text="As sent.")

@@ -81,13 +81,19 @@ class RatingContext:
     pending: list[PendingUsage]
     rated_usage: dict[tuple[int, dt.date], Decimal] = field(default_factory=dict)  # (type, day) -> units
     currency_of_bill: str = ""  # the bill unit's currency
+    _period_of: dict[dt.date, Period] = field(default_factory=dict, repr=False)
 
     @property
     def months(self) -> int:
         return self.subscription.frequency.months
 
     def period_of(self, day: dt.date) -> Period:
-        return period_containing(day, self.subscription.start_date, self.cycle_day, self.months)
+        # Asked for every usage record: remember the answer per day (periods are walked from the start).
+        period = self._period_of.get(day)
+        if period is None:
+            period = period_containing(day, self.subscription.start_date, self.cycle_day, self.months)
+            self._period_of[day] = period
+        return period
 
 
 def _jurisdiction_for(

@@ -195,7 +195,7 @@ def _accounts_at(run: BillingRun, unit_ids: list[int], status: str) -> dict[int,
     chunk waits here, then finds them moved on)."""
     return {
         ra.account_id: ra
-        for ra in RunAccount.objects.select_for_update()
+        for ra in RunAccount.objects.select_for_update(of=("self",))
         .filter(run=run, account_id__in=unit_ids, status=status)
         .order_by("account_id")
     }
@@ -311,7 +311,7 @@ def _debit(run: BillingRun, unit_ids: list[int]) -> None:
     by_unit, rows = _unit_subscriptions(run, list(accounts))
     unit_of = {sub: unit for unit, subs in by_unit.items() for sub in subs}
     segments = list(
-        BillSegment.objects.select_for_update()
+        BillSegment.objects.select_for_update(of=("self",))
         .filter(
             subscription_id__in=list(unit_of),
             status=BillSegment.Status.RATED,
@@ -475,7 +475,8 @@ def chunk_claim(*, chunk_id: int, worker: str = "") -> int | None:
     """
     with transaction.atomic():
         # Waits while another attempt's work transaction holds the chunk, then sees it done.
-        chunk = RunChunk.objects.select_for_update().filter(pk=chunk_id).first()
+        # of=self and no ordering: the model's ordering would join the run and lock its row too.
+        chunk = RunChunk.objects.select_for_update(of=("self",)).filter(pk=chunk_id).order_by().first()
         if chunk is None or chunk.status in (RunChunk.Status.DONE, RunChunk.Status.DEAD):
             return None
         if chunk.attempts >= max_attempts():
@@ -494,7 +495,7 @@ def chunk_claim(*, chunk_id: int, worker: str = "") -> int | None:
 
 def _owned(chunk_id: int, attempt: int) -> RunChunk | None:
     """Lock the chunk if this attempt still owns it (another attempt may have taken it over)."""
-    chunk = RunChunk.objects.select_for_update().get(pk=chunk_id)
+    chunk = RunChunk.objects.select_for_update(of=("self",)).get(pk=chunk_id)
     if chunk.status != RunChunk.Status.RUNNING or chunk.attempts != attempt:
         return None
     return chunk

@@ -187,7 +187,12 @@ def billrun_create(*, run_type: str = RunType.NORMAL, actor: Any = None, **value
 
 
 def _locked(run: BillingRun | int) -> BillingRun:
-    return BillingRun.objects.select_for_update().select_related("definition").get(pk=getattr(run, "pk", run))
+    # of=self: the definition is read, not locked (runs of one definition advance side by side).
+    return (
+        BillingRun.objects.select_for_update(of=("self",))
+        .select_related("definition")
+        .get(pk=getattr(run, "pk", run))
+    )
 
 
 def _require_draft(run: BillingRun, action: str) -> None:
@@ -455,7 +460,7 @@ def _totals(rows, expression) -> dict[str, str]:
 
 def _finish_step(run: BillingRun, stage: str) -> RunStep:
     """Count what the stage made, set-based, from what is stored (so a resumed stage counts exactly)."""
-    step = RunStep.objects.select_for_update().get(run=run, stage=stage)
+    step = RunStep.objects.select_for_update(of=("self",)).get(run=run, stage=stage)
     if step.status == RunStep.Status.SKIPPED:
         return step
     accounts = RunAccount.objects.filter(run=run)
