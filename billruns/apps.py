@@ -10,8 +10,8 @@ class BillrunsConfig(AppConfig):
         from .defaults import ensure_catalog_defaults
 
         post_migrate.connect(ensure_catalog_defaults, sender=self, dispatch_uid="billruns.catalog_defaults")
-        # CSR pages (billruns/views.py): the account page's Subscriptions section and the statement page's
-        # Calculation panel ("why is this charge this much?").
+        # CSR pages (billruns/views.py): the account page's Subscriptions and Prepaid wallet sections and the
+        # statement page's Calculation panel ("why is this charge this much?").
         from billing_mgmt.sections import MAIN, AccountSection, register_section, register_statement_panel
 
         register_section(
@@ -22,6 +22,16 @@ class BillrunsConfig(AppConfig):
                 order=30,
                 slot=MAIN,
                 permission="billruns.view_subscription",
+            )
+        )
+        register_section(
+            AccountSection(
+                key="wallet",
+                title="Prepaid wallet",
+                view="billruns.views.wallet_section",
+                order=35,  # after the subscriptions that consume it, before the ledger
+                slot=MAIN,
+                permission="billruns.view_walletestimate",
             )
         )
         register_statement_panel(

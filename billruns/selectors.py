@@ -1,14 +1,20 @@
-"""Reads of the billing engine for the CSR pages: an account's subscriptions with their last bill segment, and
-a statement's calculation (its segments and their calculation lines)."""
+"""Reads of the billing engine for the CSR pages: an account's subscriptions with their last bill segment, a
+statement's calculation (its segments and their calculation lines), and a bill unit's prepaid wallet."""
 
 from __future__ import annotations
 
-from django.db.models import Case, IntegerField, OuterRef, Prefetch, Subquery, Value, When
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import BooleanField, Case, IntegerField, OuterRef, Prefetch, Subquery, Value, When
+from django.db.models.expressions import RawSQL
 
 from accounts.models import Account
-from accounts.selectors import billed_accounts
+from accounts.selectors import billed_accounts, paying_account
+from statements.models import AccountBalance, BalanceType, FinancialTransaction
 
-from .models import BillSegment, CalculationLine, Subscription
+from .models import BillingTermScheme, BillSegment, CalculationLine, Subscription, WalletEstimate
 
 
 def subscription_accounts(*, account: Account) -> list[Account]:
@@ -65,4 +71,83 @@ def bill_unit_subscriptions(*, unit: Account) -> list[Subscription]:
         Subscription.objects.filter(account_id__in=ids, billing_term_scheme__kind="normal")
         .select_related("price_plan", "account")
         .order_by("processing_sequence", "id")
+    )
+
+
+@dataclass
+class Wallet:
+    """A bill unit's prepaid wallet as the account page shows it: the cached ledger balance (positive is money
+    in the wallet), the last estimate of when it runs out, and its latest ledger rows."""
+
+    unit: Account
+    currency: str
+    balance: Decimal
+    transaction_count: int
+    has_prepaid: bool
+    estimate: WalletEstimate | None
+    transactions: list[FinancialTransaction]
+
+
+def _has_prepaid_subscriptions(unit_id: int) -> RawSQL:
+    """Whether the bill unit or a non-paying account billed with it (at any depth) has a prepaid
+    subscription: one EXISTS over a recursive walk down the hierarchy (PostgreSQL and SQLite alike)."""
+    quote = connection.ops.quote_name
+    account = quote(Account._meta.db_table)
+    subscription = quote(Subscription._meta.db_table)
+    scheme = quote(BillingTermScheme._meta.db_table)
+    sql = f"""
+        EXISTS (
+            WITH RECURSIVE members(id, depth) AS (
+                SELECT id, 0 FROM {account} WHERE id = %s
+                UNION ALL
+                SELECT a.id, m.depth + 1 FROM {account} a JOIN members m ON a.parent_id = m.id
+                WHERE NOT a.is_paying AND m.depth < %s
+            )
+            SELECT 1 FROM {subscription} s JOIN {scheme} t ON t.id = s.billing_term_scheme_id
+            WHERE s.account_id IN (SELECT id FROM members) AND t.kind = %s
+        )
+    """
+    return RawSQL(sql, (unit_id, Account.MAX_DEPTH + 1, BillingTermScheme.Kind.PREPAID), BooleanField())
+
+
+def account_wallet(*, account: Account, limit: int = 10) -> Wallet | None:
+    """The prepaid wallet of the account's bill unit (its paying account), or None when the unit has none:
+    no wallet balance, no estimate and no prepaid subscription of its own or of the accounts billed with it.
+
+    One query for the unit, its wallet balance, its estimate (with the run that made it) and whether it is
+    prepaid; one more for its last ``limit`` wallet rows. Nothing grows with the history."""
+    unit_id = paying_account(account=account).pk
+    balances = AccountBalance.objects.filter(account=OuterRef("pk"), balance_type=BalanceType.WALLET)
+    unit = (
+        Account.objects.select_related("billing_profile", "wallet_estimate__run")
+        .annotate(
+            wallet_currency=Subquery(balances.values("currency")[:1]),
+            wallet_amount=Subquery(balances.values("amount")[:1]),
+            wallet_count=Subquery(balances.values("transaction_count")[:1]),
+            has_prepaid=_has_prepaid_subscriptions(unit_id),
+        )
+        .get(pk=unit_id)
+    )
+    try:
+        estimate = unit.wallet_estimate
+    except WalletEstimate.DoesNotExist:
+        estimate = None
+    if unit.wallet_currency is None and estimate is None and not unit.has_prepaid:
+        return None
+    profile = getattr(unit, "billing_profile", None)
+    # The account bills in its profile's currency (the ledger refuses another); the wallet's rows agree.
+    currency = getattr(profile, "currency", "") or unit.wallet_currency or getattr(estimate, "currency", "")
+    transactions = list(
+        FinancialTransaction.objects.filter(account_id=unit_id, balance_type=BalanceType.WALLET)
+        .select_related("created_by")
+        .order_by("-posted_at", "-id")[:limit]
+    )
+    return Wallet(
+        unit=unit,
+        currency=currency,
+        balance=unit.wallet_amount if unit.wallet_amount is not None else Decimal(0),
+        transaction_count=unit.wallet_count or 0,
+        has_prepaid=unit.has_prepaid,
+        estimate=estimate,
+        transactions=transactions,
     )

@@ -1,5 +1,6 @@
-"""CSR pages of the billing engine: the account page's Subscriptions section, the next bill's preview, "Bill
-now", and the statement page's Calculation panel ("why is this charge this much?").
+"""CSR pages of the billing engine: the account page's Subscriptions and Prepaid wallet sections, the next
+bill's preview, "Bill now", a wallet top-up, and the statement page's Calculation panel ("why is this charge
+this much?").
 
 * The section and the panel are registered in BillrunsConfig.ready() (billing_mgmt.sections), so neither
   ``accounts`` nor ``statements`` imports this app.
@@ -9,15 +10,20 @@ now", and the statement page's Calculation panel ("why is this charge this much?
   idempotency key (billing_mgmt.models.IdempotencyRecord, as the API's ``Idempotency-Key``): its row is
   inserted in the transaction that bills, so a double submit (or a retry after a lost answer) bills once and
   the second submit lands on that same bill.
+* Top up (POST, ``billruns.topup_wallet``) carries a one-time token too; its key is the ledger row's
+  idempotency key (``wallet_topup``), so a double submit adds the money once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import uuid
 from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -31,13 +37,16 @@ from accounts.models import Account
 from accounts.selectors import paying_account
 from billing_mgmt.errors import ApplicationError, Conflict
 from billing_mgmt.models import IdempotencyRecord
-from billing_mgmt.sections import RenderedPanel, is_partial, staff_required
+from billing_mgmt.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, format_money, minor_units, quantize
+from billing_mgmt.sections import RenderedPanel, get_section, is_partial, staff_required
 from statements.models import Channel, FinancialTransaction
 from statements.views.statements import account_locale
 
 from . import selectors
 from .models import CalculationLine
-from .services import BillResult, bill_create, bill_preview
+from .services import BillResult, bill_create, bill_preview, wallet_estimates_refresh, wallet_topup
+
+logger = logging.getLogger(__name__)
 
 SECTION_KEY = "subscriptions"
 SUBSCRIPTIONS_SHOWN = 25  # on the account page; the section's own page shows up to SUBSCRIPTIONS_SHOWN_FULL
@@ -279,6 +288,227 @@ def bill_now(request: HttpRequest, number: str) -> HttpResponse:
         response["HX-Redirect"] = url
         return response
     return redirect(url)
+
+
+# The Prepaid wallet section and its top-up -----------------------------------------------------------------
+
+WALLET_KEY = "wallet"
+WALLET_ROWS = 10
+TOPUP_PERMISSION = "billruns.topup_wallet"
+LEDGER_PERMISSION = "statements.view_financialtransaction"
+TOPUP_SALT = "billruns.wallet-topup"
+NOTICE_SESSION_KEY = "billruns.wallet-notice:{number}"
+AMOUNT_PATTERN = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+AMOUNT_LIMIT = Decimal(10) ** (AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES)
+
+
+class WalletTopupForm(forms.Form):
+    """A top-up's amount, in the wallet's currency (fixed: an account bills in one currency). The one-time
+    token travels beside it (``_topup_key``)."""
+
+    amount = forms.CharField(
+        label="Amount", max_length=30, error_messages={"required": "Enter the amount to add to the wallet."}
+    )
+
+    def __init__(self, *args, currency: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+        self.example = format(quantize(20, currency), "f")  # "20.00", "20" for JPY, "20.000" for KWD
+
+    def clean_amount(self) -> Decimal:
+        raw = self.cleaned_data["amount"].replace(" ", "")
+        if not AMOUNT_PATTERN.match(raw):
+            raise forms.ValidationError(f"Enter the amount as a number, e.g. {self.example}.", code="invalid")
+        value = Decimal(raw)
+        if value <= 0:
+            raise forms.ValidationError("The amount must be more than zero.", code="not_positive")
+        places = minor_units(self.currency)
+        if value != quantize(value, self.currency):
+            most = f"at most {places} decimal place{'s' if places > 1 else ''}" if places else "no decimals"
+            raise forms.ValidationError(f"{self.currency} amounts have {most}.", code="decimal_places")
+        if value >= AMOUNT_LIMIT:
+            raise forms.ValidationError("The amount is too large.", code="too_large")
+        return quantize(value, self.currency)
+
+
+def _notice_key(account: Account) -> str:
+    return NOTICE_SESSION_KEY.format(number=account.number)
+
+
+def _topup_token_issue(request: HttpRequest, account: Account) -> str:
+    """A one-time token for the top-up form: a fresh key, signed for this user and account. It does not
+    expire: an old form posted again (the back button) can only replay the top-up it made."""
+    return signing.dumps(
+        {"account": account.number, "key": uuid.uuid4().hex}, salt=f"{TOPUP_SALT}:{request.user.pk}"
+    )
+
+
+def _topup_key(request: HttpRequest, account: Account) -> str:
+    """The form's idempotency key (the ledger row's ``idempotency_key``)."""
+    try:
+        payload = signing.loads(request.POST.get("token", ""), salt=f"{TOPUP_SALT}:{request.user.pk}")
+    except signing.BadSignature:
+        raise ApplicationError(
+            "This form is not valid any more. Enter the amount again.", code="invalid_token"
+        ) from None
+    if payload.get("account") != account.number:
+        raise ApplicationError("This form was made for another account.", code="invalid_token")
+    return f"wallet-topup:{payload['key']}"
+
+
+def _author(user) -> str:
+    return (user.get_full_name() or user.get_username()) if user is not None else ""
+
+
+def _wallet_context(
+    request: HttpRequest,
+    account: Account,
+    wallet: selectors.Wallet | None,
+    *,
+    form: WalletTopupForm | None = None,
+    token: str | None = None,
+    notice: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    if wallet is None:
+        return {"account": account, "wallet": None}
+    unit, currency, estimate = wallet.unit, wallet.currency, wallet.estimate
+    locale = account_locale(unit)
+    can_topup = request.user.has_perm(TOPUP_PERMISSION) and bool(currency)
+    if can_topup and form is None:
+        form = WalletTopupForm(currency=currency)
+    context: dict[str, Any] = {
+        "account": account,
+        "unit": unit,
+        "own": unit.pk == account.pk,
+        "wallet": wallet,
+        "currency": currency,
+        "balance": format_money(wallet.balance, currency, locale),
+        "estimate": estimate,
+        "rows": [
+            {
+                "tx": tx,
+                "kind": TX_KINDS.get(tx.kind, tx.kind),
+                # "Wallet top-up" twice says nothing: a description that only repeats the kind is left out.
+                "description": "" if tx.description == TX_KINDS.get(tx.kind) else tx.description,
+                "author": _author(tx.created_by),
+                "amount": format_money(tx.amount, tx.currency, locale),
+                "is_topup": tx.amount > 0,
+            }
+            for tx in wallet.transactions
+        ],
+        "more": wallet.transaction_count > len(wallet.transactions),
+        "can_see_ledger": request.user.has_perm(LEDGER_PERMISSION),
+        "can_topup": can_topup,
+        "form": form,
+        "token": (token or _topup_token_issue(request, account)) if can_topup else "",
+        "notice": notice,
+        "section_key": WALLET_KEY,
+        "limit": WALLET_ROWS,
+        # On the account page (and in its htmx refreshes) the form posts with htmx; on the section's own
+        # page it is a plain form that lands back on the account page.
+        "inline": is_partial(request) or getattr(request.resolver_match, "url_name", "") == "account-detail",
+    }
+    if estimate is not None:
+        context |= {
+            "estimate_balance": format_money(estimate.balance, estimate.currency, locale),
+            # A debit or top-up since the estimate (without a refresh) makes the date less certain: say so.
+            "estimate_stale": estimate.balance != wallet.balance,
+            "daily": format_money(estimate.daily_consumption, estimate.currency, locale),
+            "recurring": format_money(estimate.recurring_per_period, estimate.currency, locale),
+        }
+    if notice is not None:
+        context["notice_amount"] = format_money(Decimal(notice["amount"]), notice["currency"], locale)
+    return context
+
+
+def _render_wallet(request: HttpRequest, account: Account, wallet, **kwargs) -> str:
+    context = _wallet_context(request, account, wallet, **kwargs)
+    return render_to_string("billruns/sections/wallet.html", context, request=request)
+
+
+def wallet_section(request: HttpRequest, account: Account) -> str:
+    """The prepaid wallet of the account's bill unit: balance, when it runs out, the last wallet rows, and a
+    top-up form for those who may. An account without one is told so (the frame shows every section)."""
+    wallet = selectors.account_wallet(account=account, limit=WALLET_ROWS)
+    key = _notice_key(account)
+    # What the last top-up did, kept for the section's reload that follows it (htmx or a redirect).
+    notice = request.session.pop(key) if wallet is not None and key in request.session else None
+    return _render_wallet(request, account, wallet, notice=notice)
+
+
+def _topup_refused(
+    request: HttpRequest, account: Account, wallet, form: WalletTopupForm, token: str | None, status: int
+) -> HttpResponse:
+    html = _render_wallet(request, account, wallet, form=form, token=token)
+    if is_partial(request):
+        return HttpResponse(html)  # htmx swaps only 2xx answers: the form shows its errors in place
+    context = {"account": account, "section": get_section(WALLET_KEY), "html": html}
+    return render(request, "accounts/section_page.html", context, status=status)
+
+
+def _estimate_refresh(unit: Account) -> None:
+    """Estimate the wallet again now that it holds more, so the section tells one story. The money is in
+    whatever happens here: a failed estimate is logged and the section shows the older one with its date."""
+    try:
+        wallet_estimates_refresh(account_ids=[unit.pk])
+    except Exception:
+        logger.exception("Wallet estimate after a top-up failed for account %s", unit.number)
+
+
+def _topup_error(form: WalletTopupForm, exc: ApplicationError, key: str | None, locale: str) -> bool:
+    """Put a refusal on the form; True when the form needs a fresh token (its own is used or broken)."""
+    if isinstance(exc, Conflict):
+        used = FinancialTransaction.objects.filter(idempotency_key=key).first() if key else None
+        done = f" to add {format_money(used.amount, used.currency, locale)}" if used else ""
+        message = f"This form was already used{done}. Nothing more was added: enter the amount again."
+        form.add_error(None, message)
+        return True
+    for field, messages in exc.fields.items():
+        form.add_error("amount" if field in ("amount", "currency") else None, messages)
+    if not exc.fields:
+        form.add_error(None, exc.message)
+    return exc.code == "invalid_token"
+
+
+@staff_required
+@require_POST
+def wallet_topup_view(request: HttpRequest, number: str) -> HttpResponse:
+    """Add money to the wallet of the account's bill unit, once per form (its token is the idempotency
+    key); then estimate the wallet again."""
+    if not request.user.has_perm(TOPUP_PERMISSION):
+        raise PermissionDenied("You may not top up prepaid wallets.")
+    account = _load_account(number)
+    wallet = selectors.account_wallet(account=account, limit=WALLET_ROWS)
+    if wallet is None or not wallet.currency:
+        raise Http404(f"Account {number} has no prepaid wallet.")
+    form = WalletTopupForm(request.POST, currency=wallet.currency)
+    token = request.POST.get("token", "")
+    if not form.is_valid():
+        return _topup_refused(request, account, wallet, form, token, status=400)
+    key = None
+    try:
+        key = _topup_key(request, account)
+        row, created = wallet_topup(
+            account=wallet.unit,
+            amount=form.cleaned_data["amount"],
+            currency=wallet.currency,
+            idempotency_key=key,
+            actor=request.user,
+        )
+    except ApplicationError as exc:
+        if _topup_error(form, exc, key, account_locale(wallet.unit)):
+            token = None  # used or broken: the form gets a fresh one
+        return _topup_refused(request, account, wallet, form, token, status=exc.status_code)
+    if created:
+        _estimate_refresh(wallet.unit)
+    notice = {"amount": str(row.amount), "currency": row.currency, "replayed": not created}
+    request.session[_notice_key(account)] = notice
+    if is_partial(request):
+        response = HttpResponse(status=204)
+        # Every section reloads in place (balance, ledger, this one with its notice and a fresh form).
+        response["HX-Trigger"] = CHANGED_EVENT
+        return response
+    return redirect(f"{reverse('account-detail', args=[account.number])}#section-{WALLET_KEY}")
 
 
 # The statement page's Calculation panel --------------------------------------------------------------------

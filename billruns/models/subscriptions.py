@@ -96,8 +96,8 @@ class UsageRecord(models.Model):
 
     source = models.CharField(max_length=60, help_text="Who sent it: a biller code, or a file for imports.")
     external_id = models.CharField(max_length=100)
-    # No index of its own: the index usage_to_rate (subscription, status, event_date) starts with it, and every
-    # index is written again when rating marks millions of records rated.
+    # No index of its own: the index usage_to_rate (subscription, status, event_date) starts with it, and
+    # every index is written again when rating marks millions of records rated.
     subscription = models.ForeignKey(
         Subscription,
         null=True,

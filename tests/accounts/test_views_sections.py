@@ -37,6 +37,7 @@ def test_sections_are_registered_by_their_apps():
         "statements": ("main", "Statements"),
         "charts": ("main", "Billing & usage"),
         "subscriptions": ("main", "Subscriptions"),
+        "wallet": ("main", "Prepaid wallet"),
         "ledger": ("main", "Ledger"),
         "profile": ("side", "Billing profile"),
         "freshness": ("side", "Data from billers"),
@@ -49,7 +50,7 @@ def test_sections_are_ordered_per_slot():
     side = [s.key for s in account_sections(slot="side")]
     assert side == ["profile", "freshness", "contacts", "references"]
     main = [s.key for s in account_sections(slot="main")]
-    assert main == ["biller-balances", "statements", "charts", "subscriptions", "ledger"]
+    assert main == ["biller-balances", "statements", "charts", "subscriptions", "wallet", "ledger"]
 
 
 def test_registering_the_same_section_again_is_harmless():
