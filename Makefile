@@ -77,3 +77,14 @@ test: install test-system-deps
 lint: install
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+
+# The billing-run benchmark (docs/benchmarks.md): BENCH_ACCOUNTS accounts (10,000) billed by 1 and 2 Celery
+# workers against the local Redis, in its own databases (billing_bench and its clones) on the PostgreSQL
+# server of DATABASE_URL (default as for `make test`); the database DATABASE_URL names is never touched.
+# More options: make bench BENCH_ARGS="--workers 1,2,4 --chunk-size 250 --reuse".
+BENCH_ACCOUNTS ?= 10000
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: install
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" $(MANAGE) bench_billing --accounts $(BENCH_ACCOUNTS) $(BENCH_ARGS)

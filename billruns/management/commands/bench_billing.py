@@ -1,0 +1,356 @@
+"""Benchmark billing runs: a synthetic customer base billed by 1, 2, ... Celery workers (docs/benchmarks.md).
+
+    manage.py bench_billing --accounts 10000 [--seed 1] [--workers 1,2] [--chunk-size 500] [--months 1]
+                            [--json var/bench/billing.json] [--database billing_bench]
+
+It works only in its own PostgreSQL databases on the server DATABASE_URL points at, never in the database
+DATABASE_URL names: it drops and recreates ``--database`` (default ``billing_bench``), migrates and fills it,
+then for each worker count clones it (``CREATE DATABASE ... TEMPLATE``), starts the workers against the
+clone and a private Redis queue, runs a normal billing run up to Assembling & Posting, measures, checks
+what the run made, stops the workers and drops the clone. It prints one table and writes it as JSON with
+the machine's facts.
+
+Exits non-zero when the database is not PostgreSQL, Redis is not reachable, a run fails or times out, or
+a check of what a run made fails (the table and the JSON are still written).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import celery
+import django
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db.migrations.loader import MigrationLoader
+from django.utils import timezone
+
+from billruns.bench import databases
+from billruns.bench.customers import BaseSpec, BuiltBase, build_customer_base
+from billruns.bench.measure import Plan, RunTimeout, measure
+from billruns.bench.workers import WorkerError, redis_ping, redis_version
+
+DEFAULT_DATABASE = "billing_bench"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/14"
+OTHER_WORK_WARNING = 0.10
+COLUMNS = [
+    ("", 10, "label"),
+    ("accounts", 9, "accounts"),
+    ("seconds", 9, "seconds"),
+    ("accounts/s", 11, "accounts_per_second"),
+    ("bills", 8, "bills"),
+    ("exceptions", 11, "exceptions"),
+    ("peak worker MB", 15, "peak_worker_mb"),
+]
+
+
+def _worker_counts(value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise CommandError(f"--workers: a comma-separated list of worker counts, not '{value}'.") from exc
+    if not counts or any(n < 1 or n > 64 for n in counts):
+        raise CommandError("--workers: counts from 1 to 64, e.g. 1,2.")
+    return counts
+
+
+def _fingerprint(spec: BaseSpec) -> str:
+    """What a built template depends on: the spec, the builder's code and the migrations."""
+    from billruns.bench import customers
+
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    digest = hashlib.sha256(Path(customers.__file__).read_bytes())
+    digest.update(",".join(sorted(f"{a}.{n}" for a, n in loader.disk_migrations)).encode())
+    return f"bench_billing:{spec.describe()};code={digest.hexdigest()[:16]}"
+
+
+def _code() -> dict:
+    """The commit measured, and the files changed since (the figures are for this code)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") or ""
+    return {
+        "commit": commit.strip() if commit else None,
+        "modified": [line[3:] for line in status.splitlines() if line.strip()],
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_mb() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
+def _cell(row: dict, key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "-"
+    if key == "seconds":
+        return f"{value:.2f}"
+    if key in ("accounts_per_second", "peak_worker_mb"):
+        return f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["  ".join(title.rjust(width) if title else " " * width for title, width, _ in COLUMNS)]
+    lines.append("  ".join("-" * width for _, width, _ in COLUMNS))
+    for row in rows:
+        label = f"{row['workers']} worker{'s' if row['workers'] != 1 else ''}"
+        cells = [label.ljust(COLUMNS[0][1])]
+        cells += [_cell(row, key).rjust(width) for _, width, key in COLUMNS[1:]]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+class Command(BaseCommand):
+    help = "Benchmark billing runs on a synthetic customer base with 1, 2, ... Celery workers (PostgreSQL)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--accounts", type=int, default=10000, help="Accounts to bill (10000).")
+        parser.add_argument("--seed", type=int, default=1, help="Seed of the synthetic data (1).")
+        parser.add_argument("--workers", default="1,2", help="Worker counts to measure, e.g. 1,2 (1,2).")
+        parser.add_argument("--chunk-size", type=int, default=500, help="Bill units per chunk (500).")
+        parser.add_argument("--months", type=int, default=1, help="Months of usage before the bill (1).")
+        parser.add_argument(
+            "--bill-as-of",
+            type=dt.date.fromisoformat,
+            default=None,
+            help="The run's bill-as-of date, a first of the month (default: the first of this month).",
+        )
+        parser.add_argument(
+            "--json",
+            default=None,
+            help="Where the results go as JSON (default $VAR_DIR/bench/billing.json).",
+        )
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DATABASE,
+            help=f"The benchmark's database, dropped and recreated ({DEFAULT_DATABASE}); its clones add "
+            "_w<workers>. Never the database DATABASE_URL names.",
+        )
+        parser.add_argument(
+            "--broker",
+            default=os.environ.get("BENCH_REDIS_URL", DEFAULT_BROKER),
+            help=f"The Redis broker the workers use (BENCH_REDIS_URL, default {DEFAULT_BROKER}); each "
+            "measurement has its own queue.",
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=1800, help="Seconds one run may take before it fails (1800)."
+        )
+        parser.add_argument(
+            "--stall-seconds",
+            type=float,
+            default=2.0,
+            help="A run with no chunk being worked and no task in flight for this long is stalled: it is "
+            "resumed (billrun_resume) and the stall reported (2).",
+        )
+        parser.add_argument(
+            "--reuse",
+            action="store_true",
+            help="Keep the built database if it was built with the same accounts, seed, months and date "
+            "(and the same code and migrations), instead of building it again.",
+        )
+        parser.add_argument(
+            "--py-spy",
+            metavar="DIR",
+            default=None,
+            help="Sample each worker with py-spy (on PATH; not a project dependency) during the run and "
+            "write a flame graph per worker into DIR.",
+        )
+        parser.add_argument(
+            "--keep",
+            action="store_true",
+            help="Keep each measurement's clone (<database>_w<workers>) for inspection; drop it yourself.",
+        )
+
+    def handle(self, *args, **options):
+        self.verbosity = options["verbosity"]
+        if not databases.is_postgresql():
+            raise CommandError(
+                "bench_billing measures billing runs on PostgreSQL (the production database): set "
+                "DATABASE_URL=postgres://... (make bench does)."
+            )
+        accounts, months, chunk_size = options["accounts"], options["months"], options["chunk_size"]
+        if accounts < 1:
+            raise CommandError("--accounts must be at least 1.")
+        if not 1 <= months <= 12:
+            raise CommandError("--months must be from 1 to 12.")
+        if not 1 <= chunk_size <= 5000:
+            raise CommandError("--chunk-size must be from 1 to 5000 (the run definition's range).")
+        counts = _worker_counts(options["workers"])
+        bill_as_of = options["bill_as_of"] or timezone.localdate().replace(day=1)
+        if bill_as_of.day != 1:
+            raise CommandError("--bill-as-of must be the first of a month (the bill cycle day).")
+        template = options["database"]
+        try:
+            for name in [template, *(f"{template}_w{n}" for n in counts)]:
+                databases.check_name(name, protected=databases.configured_name())
+        except databases.BenchDatabaseError as exc:
+            raise CommandError(str(exc)) from exc
+        broker = options["broker"]
+        problem = redis_ping(broker)
+        if problem:
+            raise CommandError(f"Redis is not reachable at {broker} ({problem}): the workers need it.")
+        json_path = (
+            Path(options["json"]) if options["json"] else Path(settings.VAR_DIR) / "bench" / "billing.json"
+        )
+        spec = BaseSpec(accounts=accounts, seed=options["seed"], months=months, bill_as_of=bill_as_of)
+
+        try:
+            built = self._build(spec, template, reuse=options["reuse"])
+            plan = Plan(
+                template=template,
+                chunk_size=chunk_size,
+                months=months,
+                bill_as_of=bill_as_of,
+                broker_url=broker,
+                queue=f"bench-{uuid.uuid4().hex[:10]}",
+                timeout=options["timeout"],
+                log_dir=Path(settings.VAR_DIR) / "bench" / "logs",
+                keep=options["keep"],
+                stall_seconds=options["stall_seconds"],
+                profile_dir=Path(options["py_spy"]) if options["py_spy"] else None,
+            )
+            rows, failures = [], []
+            for n in counts:
+                self._say(f"Billing {accounts:,} accounts with {n} worker{'s' if n != 1 else ''}...")
+                try:
+                    row = measure(plan=plan, workers=n, built=built, progress=self._say)
+                except (RunTimeout, WorkerError) as exc:
+                    failures.append(f"{n} worker(s): {exc}")
+                    self._say(f"  failed: {exc}")
+                    continue
+                rows.append(row)
+                failed = [name for name, ok in row["checks"].items() if not ok]
+                if failed or row["exceptions"]:
+                    failures.append(f"{n} worker(s): checks failed: {', '.join(failed) or 'exceptions'}")
+                if row["stalls"]:
+                    failures.append(
+                        f"{n} worker(s): the run stalled {len(row['stalls'])} time(s) and was resumed: "
+                        f"{row['chunk_tasks_skipped']} chunk task(s) returned 'skipped' without working "
+                        "their chunk (the seconds include the stalls)"
+                    )
+                self._say(
+                    f"  {row['seconds']:.2f}s, {row['accounts_per_second']} accounts/s, "
+                    f"checks {'ok' if not failed else 'FAILED: ' + ', '.join(failed)}"
+                    + (f", {len(row['stalls'])} stall(s)" if row["stalls"] else "")
+                )
+            if len({row["billed_total"] for row in rows}) > 1:
+                failures.append("the runs billed different totals from the same data")
+        except databases.BenchDatabaseError as exc:
+            raise CommandError(str(exc)) from exc
+
+        report = self._report(spec, built, plan, counts, rows, failures)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        self.stdout.write(format_table(rows))
+        for failure in failures:
+            self.stdout.write(f"FAILED: {failure}")
+        for row in rows:
+            share = row["cpu_seconds"]["other_share"]
+            if share is not None and share > OTHER_WORK_WARNING:
+                self.stdout.write(
+                    f"WARNING: {row['workers']} worker(s): other work on this machine took {share:.0%} of "
+                    f"its CPU during the run ({row['cpu_seconds']['other']:.1f} CPU-s): figures are skewed."
+                )
+        self.stdout.write(f"\nJSON: {json_path}")
+        if failures:
+            raise CommandError("; ".join(failures))
+
+    def _say(self, line: str) -> None:
+        if self.verbosity:
+            self.stderr.write(line)
+
+    def _build(self, spec: BaseSpec, template: str, *, reuse: bool) -> BuiltBase:
+        fingerprint = _fingerprint(spec)
+        if reuse and databases.exists(template):
+            comment = databases.comment_of(template)
+            if comment.startswith(fingerprint + ";built="):
+                self._say(f"Reusing {template} ({spec.describe()}).")
+                return BuiltBase(**json.loads(comment.split(";built=", 1)[1]))
+        self._say(f"Building {template}: {spec.describe()}...")
+        started = time.perf_counter()
+        databases.create(template)
+        with databases.pointed_at(template):
+            call_command("migrate", interactive=False, verbosity=0)
+            migrated = time.perf_counter() - started
+            built = build_customer_base(spec)
+        databases.set_comment(template, f"{fingerprint};built={json.dumps(built.as_dict())}")
+        self._say(
+            f"  migrated in {migrated:.1f}s, built in {built.seconds:.1f}s: {built.accounts:,} accounts "
+            f"({built.children:,} non-paying children, {built.bill_units:,} bill units), "
+            f"{built.subscriptions:,} subscriptions, {built.usage_records:,} usage records"
+        )
+        return built
+
+    def _report(
+        self, spec: BaseSpec, built: BuiltBase, plan: Plan, counts: list[int], rows: list, failures: list
+    ) -> dict:
+        return {
+            "benchmark": "billing run up to Assembling & Posting",
+            "created_at": timezone.now().isoformat(timespec="seconds"),
+            "parameters": {
+                "accounts": spec.accounts,
+                "seed": spec.seed,
+                "months": spec.months,
+                "bill_as_of": spec.bill_as_of.isoformat(),
+                "chunk_size": plan.chunk_size,
+                "workers": counts,
+                "worker_mode": "N separate `celery worker --pool=prefork --concurrency=1` processes",
+                "database": plan.template,
+            },
+            "machine": {
+                "cpu_count": os.cpu_count(),
+                "cpu_model": _cpu_model(),
+                "memory_mb": _memory_mb(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "django": django.get_version(),
+                "celery": celery.__version__,
+                "postgresql": databases.server_facts(),
+                "redis": redis_version(plan.broker_url),
+            },
+            "code": _code(),
+            "build": built.as_dict(),
+            "columns": [key for _, _, key in COLUMNS[1:]],
+            "results": rows,
+            "ok": not failures and bool(rows),
+            "failures": failures,
+            "command": " ".join(sys.argv),
+        }
