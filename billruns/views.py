@@ -44,7 +44,7 @@ from statements.views.statements import account_locale
 
 from . import selectors
 from .models import CalculationLine
-from .services import BillResult, bill_create, bill_preview, wallet_estimates_refresh, wallet_topup
+from .services import BillResult, bill_create, bill_preview, wallet_topup
 
 logger = logging.getLogger(__name__)
 
@@ -446,15 +446,6 @@ def _topup_refused(
     return render(request, "accounts/section_page.html", context, status=status)
 
 
-def _estimate_refresh(unit: Account) -> None:
-    """Estimate the wallet again now that it holds more, so the section tells one story. The money is in
-    whatever happens here: a failed estimate is logged and the section shows the older one with its date."""
-    try:
-        wallet_estimates_refresh(account_ids=[unit.pk])
-    except Exception:
-        logger.exception("Wallet estimate after a top-up failed for account %s", unit.number)
-
-
 def _topup_error(form: WalletTopupForm, exc: ApplicationError, key: str | None, locale: str) -> bool:
     """Put a refusal on the form; True when the form needs a fresh token (its own is used or broken)."""
     if isinstance(exc, Conflict):
@@ -474,7 +465,7 @@ def _topup_error(form: WalletTopupForm, exc: ApplicationError, key: str | None, 
 @require_POST
 def wallet_topup_view(request: HttpRequest, number: str) -> HttpResponse:
     """Add money to the wallet of the account's bill unit, once per form (its token is the idempotency
-    key); then estimate the wallet again."""
+    key); the service estimates the wallet again."""
     if not request.user.has_perm(TOPUP_PERMISSION):
         raise PermissionDenied("You may not top up prepaid wallets.")
     account = _load_account(number)
@@ -499,8 +490,6 @@ def wallet_topup_view(request: HttpRequest, number: str) -> HttpResponse:
         if _topup_error(form, exc, key, account_locale(wallet.unit)):
             token = None  # used or broken: the form gets a fresh one
         return _topup_refused(request, account, wallet, form, token, status=exc.status_code)
-    if created:
-        _estimate_refresh(wallet.unit)
     notice = {"amount": str(row.amount), "currency": row.currency, "replayed": not created}
     request.session[_notice_key(account)] = notice
     if is_partial(request):

@@ -155,15 +155,15 @@ class WalletTransactionSerializer(serializers.ModelSerializer):
 class WalletEstimateSerializer(serializers.ModelSerializer):
     balance = AmountField(help_text="The wallet balance when estimated.")
     daily_consumption = AmountField(help_text="Average usage debited per day over the window.")
-    recurring_per_period = AmountField(help_text="The next period's recurring charges.")
+    recurring_per_period = AmountField(help_text="Next recurring charges, before tax (next_charge_on).")
     run = serializers.SlugRelatedField(
         slug_field="number", read_only=True, allow_null=True, help_text="The run that estimated it."
     )
 
     class Meta:
         model = WalletEstimate
-        fields = ["runs_out_on", "daily_consumption", "recurring_per_period", "balance", "currency",
-                  "window_days", "estimated_at", "run"]  # fmt: skip
+        fields = ["runs_out_on", "daily_consumption", "recurring_per_period", "next_charge_on", "balance",
+                  "currency", "window_days", "estimated_at", "run"]  # fmt: skip
         read_only_fields = fields
 
 

@@ -484,7 +484,12 @@ class WalletEstimate(models.Model):
     currency = currency_field()
     balance = money_field(help_text="The wallet balance when estimated.")
     daily_consumption = money_field(help_text="Average usage debited per day over the window.")
-    recurring_per_period = money_field(default=Decimal(0), help_text="Recurring charges per period.")
+    recurring_per_period = money_field(
+        default=Decimal(0), help_text="The next recurring charges (before tax), due on next_charge_on."
+    )
+    next_charge_on = models.DateField(
+        null=True, blank=True, help_text="When the next recurring charges fall."
+    )
     window_days = models.PositiveSmallIntegerField(default=30)
     runs_out_on = models.DateField(
         null=True, blank=True, help_text="Empty: not within the horizon at the present consumption."

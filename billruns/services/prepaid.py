@@ -4,15 +4,17 @@ A prepaid account's wallet is its ``wallet`` balance in the ledger (positive: mo
 runs debit it (billruns.services.run_work); payments (F6) and the API top it up.
 
 The estimate (source 001 "Wallet Consumption Estimation"): starting from the wallet balance, spend each day
-the average usage consumption of the last ``WINDOW_DAYS`` days (what prepaid runs debited, less their
-recurring charges), and on each day a billing period of an active prepaid subscription starts, its recurring
-charges (the plan's current prices, before tax); the first day the balance
-falls below zero is the day it runs out. Nothing within ``HORIZON_DAYS``: not soon.
+the average consumption of the last ``WINDOW_DAYS`` days (every wallet debit, less the recurring and
+one-time charges prepaid runs debited, with their share of discounts and taxes), and on each day a billing
+period of an active prepaid subscription starts, its recurring charges (the plan's current prices, before
+tax); the first day the balance falls below zero is the day it runs out. Nothing within ``HORIZON_DAYS``:
+not soon.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -31,6 +33,8 @@ from statements.services import transaction_post
 from ..models import BillSegment, CalculationLine, Price, Subscription, WalletEstimate
 from ..models.catalog import PlanComponent
 from ..periods import periods
+
+logger = logging.getLogger(__name__)
 
 WINDOW_DAYS = 30
 HORIZON_DAYS = 366
@@ -73,6 +77,46 @@ def _recurring_charges(unit_ids: list[int], members: dict[int, list[int]], today
     return charges
 
 
+NOT_USAGE_KINDS = (CalculationLine.Kind.RECURRING, CalculationLine.Kind.CREDIT, CalculationLine.Kind.ONE_TIME)
+
+
+def _daily_usage(members: dict[int, list[int]], today: dt.date) -> dict[int, Decimal]:
+    """Per bill unit: the average consumption per day over the window: every wallet debit in it (a prepaid
+    run's, or one a biller or an admin posted), less the recurring and one-time charges prepaid runs
+    debited (with their share of the segment's discounts and taxes), which are projected on their own days."""
+    unit_ids = list(members)
+    since = today - dt.timedelta(days=WINDOW_DAYS)
+    window = {"effective_date__gt": since, "effective_date__lte": today}
+    debited = defaultdict(Decimal)
+    for account_id, total in (
+        FinancialTransaction.objects.filter(
+            account_id__in=unit_ids, kind=FinancialTransaction.Kind.WALLET_DEBIT, **window
+        )
+        .values("account_id")
+        .annotate(t=Sum("amount"))
+        .values_list("account_id", "t")
+        .order_by()
+    ):
+        debited[account_id] = -total
+    segments = {
+        pk: (account_id, total, charges)
+        for pk, account_id, total, charges in BillSegment.objects.filter(
+            wallet_transaction__account_id__in=unit_ids,
+            **{f"wallet_transaction__{key}": value for key, value in window.items()},
+        ).values_list("pk", "wallet_transaction__account_id", "total", "charges")
+    }
+    for segment_id, amount in (
+        CalculationLine.objects.filter(segment_id__in=list(segments), kind__in=NOT_USAGE_KINDS)
+        .values("segment_id")
+        .annotate(a=Sum("amount"))
+        .values_list("segment_id", "a")
+        .order_by()
+    ):
+        unit, total, charges = segments[segment_id]
+        debited[unit] -= amount * total / charges if charges else amount
+    return {unit: max(Decimal(0), amount) / WINDOW_DAYS for unit, amount in debited.items()}
+
+
 def _estimate(balance: Decimal, daily: Decimal, charges: list[tuple[dt.date, Decimal]], today: dt.date):
     if balance <= 0:
         return today
@@ -104,50 +148,23 @@ def wallet_estimates_refresh(
     currencies = dict(
         Account.objects.filter(pk__in=account_ids).values_list("pk", "billing_profile__currency")
     )
-    since = today - dt.timedelta(days=WINDOW_DAYS)
-    debited = defaultdict(Decimal)
-    for account_id, total in (
-        FinancialTransaction.objects.filter(
-            account_id__in=account_ids,
-            kind=FinancialTransaction.Kind.WALLET_DEBIT,
-            effective_date__gt=since,
-            effective_date__lte=today,
-        )
-        .values("account_id")
-        .annotate(t=Sum("amount"))
-        .values_list("account_id", "t")
-        .order_by()
-    ):
-        debited[account_id] = -total
-    recurring_debited = defaultdict(Decimal)
-    unit_of = {account: unit for unit, accounts in members.items() for account in accounts}
-    for account_id, total in (
-        CalculationLine.objects.filter(
-            segment__subscription__account_id__in=list(unit_of),
-            segment__status=BillSegment.Status.DEBITED,
-            segment__frozen_at__date__gt=since,
-            kind__in=[CalculationLine.Kind.RECURRING, CalculationLine.Kind.CREDIT],
-        )
-        .values("segment__subscription__account_id")
-        .annotate(t=Sum("amount"))
-        .values_list("segment__subscription__account_id", "t")
-        .order_by()
-    ):
-        recurring_debited[unit_of[account_id]] += total
+    daily_usage = _daily_usage(members, today)
     charges = _recurring_charges(account_ids, members, today)
     now = timezone.now()
     estimates = []
     for pk in account_ids:
         amount, currency = balances.get(pk, (Decimal(0), currencies.get(pk) or "USD"))
-        daily = max(Decimal(0), debited[pk] - recurring_debited[pk]) / WINDOW_DAYS
-        unit_charges = charges.get(pk, [])
+        daily = daily_usage.get(pk, Decimal(0))
+        unit_charges = sorted(charges.get(pk, []))
+        next_day = unit_charges[0][0] if unit_charges else None
         estimates.append(
             WalletEstimate(
                 account_id=pk,
                 currency=currency,
                 balance=amount,
                 daily_consumption=quantize(daily, currency),
-                recurring_per_period=sum((a for d, a in unit_charges[:1]), Decimal(0)),
+                recurring_per_period=sum((a for d, a in unit_charges if d == next_day), Decimal(0)),
+                next_charge_on=next_day,
                 window_days=WINDOW_DAYS,
                 runs_out_on=_estimate(amount, daily, unit_charges, today),
                 estimated_at=now,
@@ -159,8 +176,8 @@ def wallet_estimates_refresh(
         update_conflicts=True,
         unique_fields=["account"],
         update_fields=[
-            "currency", "balance", "daily_consumption", "recurring_per_period", "window_days", "runs_out_on",
-            "estimated_at", "run",
+            "currency", "balance", "daily_consumption", "recurring_per_period", "next_charge_on",
+            "window_days", "runs_out_on", "estimated_at", "run",
         ],
     )  # fmt: skip
     return estimates
@@ -178,8 +195,10 @@ def wallet_topup(
     idempotency_key: str | None = None,
     description: str = "",
     actor: Any = None,
+    refresh_estimate: bool = True,
 ) -> tuple[FinancialTransaction, bool]:
-    """Money into a prepaid wallet (the bill unit's). Idempotent by the biller's external id or the key."""
+    """Money into a prepaid wallet (the bill unit's). Idempotent by the biller's external id or the key.
+    The wallet's estimate is made again with the new balance (whoever tops up: the API, a CSR, payments)."""
     unit = paying_account(account=account)
     try:
         value = to_decimal(amount)
@@ -189,7 +208,7 @@ def wallet_topup(
         raise ApplicationError(
             "A top-up is a positive amount.", fields={"amount": ["Must be more than zero."]}
         )
-    return transaction_post(
+    row, created = transaction_post(
         account=unit,
         kind=FinancialTransaction.Kind.WALLET_TOPUP,
         amount=value,
@@ -202,3 +221,11 @@ def wallet_topup(
         description=description or "Wallet top-up",
         actor=actor,
     )
+    if created and refresh_estimate:
+        # The money is in whatever happens here: a failed estimate is logged, and the older one stays.
+        try:
+            with transaction.atomic():
+                wallet_estimates_refresh(account_ids=[unit.pk])
+        except Exception:
+            logger.exception("Wallet estimate after a top-up failed for account %s", unit.pk)
+    return row, created

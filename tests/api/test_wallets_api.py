@@ -77,14 +77,17 @@ def test_the_wallet_shows_balance_estimate_and_the_latest_20_rows(
 ):
     for i in range(22):
         wallet_topup(account=account, amount=D(i + 1), currency="USD", description=f"Top-up {i + 1}")
-    WalletEstimate.objects.create(
+    WalletEstimate.objects.update_or_create(
         account=account,
-        currency="USD",
-        balance=D("253.00"),
-        daily_consumption=D("1.2500"),
-        recurring_per_period=D("10"),
-        runs_out_on=dt.date(2027, 3, 1),
-        estimated_at=timezone.now(),
+        defaults={
+            "currency": "USD",
+            "balance": D("253.00"),
+            "daily_consumption": D("1.2500"),
+            "recurring_per_period": D("10"),
+            "next_charge_on": dt.date(2027, 1, 1),
+            "runs_out_on": dt.date(2027, 3, 1),
+            "estimated_at": timezone.now(),
+        },
     )
     client = session_client(roles.CSR)
 
@@ -97,6 +100,7 @@ def test_the_wallet_shows_balance_estimate_and_the_latest_20_rows(
         "runs_out_on": "2027-03-01",
         "daily_consumption": "1.25",
         "recurring_per_period": "10.00",
+        "next_charge_on": "2027-01-01",
         "balance": "253.00",
         "currency": "USD",
         "window_days": 30,

@@ -208,3 +208,23 @@ def test_top_ups_are_idempotent_and_refuse_bad_amounts(prepaid):
         wallet_topup(account=account, amount=D("1.005"), currency="USD")
     assert wallet(account) == D("10.00")
     assert FinancialTransaction.objects.filter(kind="wallet_topup").count() == 1
+
+
+def test_the_next_recurring_charges_of_every_subscription_are_summed(prepaid):
+    account, _ = prepaid_customer(prepaid_plan(fee="9.00"))
+    second = b.subscription(account, prepaid_plan(fee="5.00"), JUNE_1)
+    second.billing_term_scheme = BillingTermScheme.objects.get(code="prepaid")
+    second.save()
+    wallet_topup(account=account, amount=D("100.00"), currency="USD", idempotency_key="t")
+    (estimate,) = wallet_estimates_refresh(account_ids=[account.pk], today=dt.date(2026, 6, 10))
+    assert (estimate.recurring_per_period, estimate.next_charge_on) == (D("14.00"), dt.date(2026, 7, 1))
+    # no usage: 100.00 less 14.00 on the first of each month from July: 2.00 left after Jan 1, 2027
+    assert estimate.runs_out_on == dt.date(2027, 2, 1)
+
+
+def test_a_top_up_refreshes_the_estimate(prepaid):
+    account, _ = prepaid_customer(prepaid_plan(fee="9.00"))
+    wallet_topup(account=account, amount=D("30.00"), currency="USD", idempotency_key="first")
+    assert WalletEstimate.objects.get(account=account).balance == D("30.00")
+    wallet_topup(account=account, amount=D("20.00"), currency="USD", idempotency_key="second")
+    assert WalletEstimate.objects.get(account=account).balance == D("50.00")

@@ -159,7 +159,10 @@ def test_prepaid_account_shows_balance_estimate_and_transactions(csr_client):
         '<dt>Average daily consumption</dt>\n      <dd>$0.50 <span class="muted">a day, over the last 30 days'
         in (section)
     )
-    assert "<dt>Next recurring charge</dt>\n      <dd>$30.00</dd>" in section
+    assert (
+        '<dt>Next recurring charge</dt>\n      <dd>$30.00 on <time datetime="2026-07-01">Jul 1, 2026</time>'
+        in section
+    )
     assert f'by billing run <span class="mono nowrap">{run.number}</span>' in section
     assert "Estimated from" not in section  # the estimate saw this balance
 
