@@ -116,17 +116,23 @@ def _latest_segments(ids: list[int]) -> dict[int, BillSegment]:
     }
 
 
-def _lines_since(starts: dict[int, dt.date], kinds) -> dict[int, list[BilledLine]]:
-    """Stored lines of these kinds of each subscription whose days start on or after its given date."""
-    result: dict[int, list[BilledLine]] = defaultdict(list)
-    if not starts:
-        return result
+def _since(starts: dict[int, dt.date], subscription: str, day: str) -> Q:
+    """Rows of each subscription from its own date on: one OR term per distinct date (usually one)."""
     by_start: dict[dt.date, list[int]] = defaultdict(list)
     for sub_id, start in starts.items():
         by_start[start].append(sub_id)
     condition = Q()
     for start, sub_ids in by_start.items():
-        condition |= Q(segment__subscription_id__in=sub_ids, period_start__gte=start)
+        condition |= Q(**{f"{subscription}__in": sub_ids, f"{day}__gte": start})
+    return condition
+
+
+def _lines_since(starts: dict[int, dt.date], kinds) -> dict[int, list[BilledLine]]:
+    """Stored lines of these kinds of each subscription whose days start on or after its given date."""
+    result: dict[int, list[BilledLine]] = defaultdict(list)
+    if not starts:
+        return result
+    condition = _since(starts, "segment__subscription_id", "period_start")
     rows = (
         CalculationLine.objects.filter(condition, kind__in=kinds, segment__status__in=COUNTED_STATUSES)
         .values_list(
@@ -143,12 +149,7 @@ def _rated_usage_since(starts: dict[int, dt.date]) -> dict[int, dict[tuple[int, 
     result: dict[int, dict[tuple[int, dt.date], Decimal]] = defaultdict(dict)
     if not starts:
         return result
-    by_start: dict[dt.date, list[int]] = defaultdict(list)
-    for sub_id, start in starts.items():
-        by_start[start].append(sub_id)
-    condition = Q()
-    for start, sub_ids in by_start.items():
-        condition |= Q(subscription_id__in=sub_ids, event_date__gte=start)
+    condition = _since(starts, "subscription_id", "event_date")
     rows = (
         UsageRecord.objects.filter(condition, status=UsageRecord.Status.RATED)
         .values("subscription_id", "usage_type_id", "event_date")
