@@ -170,9 +170,19 @@ def test_a_run_whose_worker_is_killed_is_resumed_and_bills_each_account_once(wor
     workers.start(concurrency=2)
     billrun_execute(run=run, up_to=Stage.POSTING)
 
-    workers.wait_for(lambda: Statement.objects.count() >= 60, "the first bills")
+    def posting_in_flight():
+        posting = RunChunk.objects.filter(run=run, stage=Stage.POSTING)
+        return Statement.objects.count() >= 60 and posting.filter(status=RunChunk.Status.RUNNING).exists()
+
+    workers.wait_for(posting_in_flight, "the first bills, with a chunk being posted")
     workers.kill()
     killed_at = Statement.objects.count()
+    unfinished = set(
+        RunChunk.objects.filter(run=run, stage=Stage.POSTING)
+        .exclude(status=RunChunk.Status.DONE)
+        .values_list("pk", flat=True)
+    )
+    assert unfinished, "the posting stage was over before the kill: kill sooner"
     run.refresh_from_db()
     assert run.execution == BillingRun.Execution.RUNNING, "the run finished before the kill: kill sooner"
     assert killed_at < 500
@@ -199,8 +209,9 @@ def test_a_run_whose_worker_is_killed_is_resumed_and_bills_each_account_once(wor
         == 0
     )
     assert ledger_mismatches() == []
-    resumed = RunChunk.objects.filter(run=run, stage=Stage.POSTING, attempts__gt=1)
-    assert resumed.exists(), "no chunk was interrupted: the kill did not test anything"
+    # The chunks the kill left (being worked, or queued in the dead worker's hands) were done after it.
+    left = RunChunk.objects.filter(pk__in=unfinished)
+    assert set(left.values_list("status", flat=True)) == {RunChunk.Status.DONE}
 
 
 def test_a_task_that_always_crashes_its_worker_is_dead_lettered(tmp_path, monkeypatch, settings):
