@@ -104,12 +104,13 @@ def _prepaid_plan() -> PricePlan:
         component=fee, frequency=monthly, valid_from=dt.date(2024, 1, 1), amount=Decimal("10.00")
     )
     for position, (code, unit_price) in enumerate((("voice", "0.05"), ("data", "0.01")), start=1):
+        usage_type = UsageType.objects.get(code=code)
         component = PlanComponent.objects.create(
             plan=plan,
             code=code,
-            name=f"{UsageType.objects.get(code=code).name}",
+            name=usage_type.name,
             kind=PlanComponent.Kind.USAGE,
-            usage_type=UsageType.objects.get(code=code),
+            usage_type=usage_type,
             rating_method=PlanComponent.RatingMethod.PER_UNIT,
             position=position,
         )

@@ -1,20 +1,42 @@
 """Reads of the billing engine for the CSR pages: an account's subscriptions with their last bill segment, a
-statement's calculation (its segments and their calculation lines), and a bill unit's prepaid wallet."""
+statement's calculation (its segments and their calculation lines), a bill unit's prepaid wallet, and a
+billing run's progress per step."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import BooleanField, Case, IntegerField, OuterRef, Prefetch, Subquery, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.expressions import RawSQL
 
 from accounts.models import Account
 from accounts.selectors import billed_accounts, paying_account
 from statements.models import AccountBalance, BalanceType, FinancialTransaction
 
-from .models import BillingTermScheme, BillSegment, CalculationLine, Subscription, WalletEstimate
+from .models import (
+    BillingRun,
+    BillingTermScheme,
+    BillSegment,
+    CalculationLine,
+    RunChunk,
+    RunStep,
+    Stage,
+    Subscription,
+    WalletEstimate,
+)
 
 
 def subscription_accounts(*, account: Account) -> list[Account]:
@@ -151,3 +173,65 @@ def account_wallet(*, account: Account, limit: int = 10) -> Wallet | None:
         estimate=estimate,
         transactions=transactions,
     )
+
+
+# Billing runs: live progress and results per step (the admin run page, the API, manage.py billrun).
+
+
+@dataclass
+class StepProgress:
+    stage: str
+    label: str
+    status: str
+    accounts_done: int
+    accounts_total: int
+    percent: int
+    chunks_done: int
+    chunks_total: int
+    chunks_dead: int
+    entities: int
+    transactions: int
+    exceptions: int
+    totals: dict[str, str]
+    note: str
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+def billrun_progress(*, run: BillingRun) -> list[StepProgress]:
+    """Each stage of the run with its live progress (chunks and accounts done) and its results."""
+    steps = {s.stage: s for s in RunStep.objects.filter(run=run)}
+    counts: dict[tuple[str, str], int] = {
+        (stage, status): n
+        for stage, status, n in RunChunk.objects.filter(run=run)
+        .values("stage", "status")
+        .annotate(n=Count("id"))
+        .values_list("stage", "status", "n")
+        .order_by()
+    }
+    result = []
+    for stage in run.stages:
+        step = steps.get(stage)
+        done = counts.get((stage, RunChunk.Status.DONE), 0)
+        dead = counts.get((stage, RunChunk.Status.DEAD), 0)
+        result.append(
+            StepProgress(
+                stage=stage,
+                label=Stage(stage).label,
+                status=step.status if step else "not_started",
+                accounts_done=step.accounts_done if step else 0,
+                accounts_total=step.accounts_total if step else 0,
+                percent=step.percent if step else 0,
+                chunks_done=done,
+                chunks_total=step.chunks_total if step else 0,
+                chunks_dead=dead,
+                entities=step.entities if step else 0,
+                transactions=step.transactions if step else 0,
+                exceptions=step.exceptions if step else 0,
+                totals={k: str(Decimal(v)) for k, v in (step.totals if step else {}).items()},
+                note=step.note if step else "",
+                started_at=step.started_at if step else None,
+                finished_at=step.finished_at if step else None,
+            )
+        )
+    return result

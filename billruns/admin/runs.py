@@ -75,11 +75,11 @@ from ..models import (
     WalletEstimate,
 )
 from ..models.runs import NORMAL_STAGES, PREPAID_STAGES, PROFILE_CRITERIA
+from ..selectors import billrun_progress
 from ..services import (
     billrun_create,
     billrun_delete,
     billrun_execute,
-    billrun_progress,
     billrun_resume,
     billrun_unschedule,
     billrun_update,

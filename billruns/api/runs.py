@@ -51,11 +51,11 @@ from ..models import (
     Stage,
     Subscription,
 )
+from ..selectors import billrun_progress
 from ..services import (
     billrun_create,
     billrun_delete,
     billrun_execute,
-    billrun_progress,
     billrun_resume,
     billrun_unschedule,
     billrun_update,
@@ -107,7 +107,7 @@ def api_runs() -> QuerySet[BillingRun]:
 
 def api_run_detail() -> QuerySet[BillingRun]:
     """A run with its criteria and filters (a fixed number of queries); its steps come from
-    billruns.services.billrun_progress."""
+    billruns.selectors.billrun_progress."""
     return api_runs().prefetch_related(
         "billing_term_schemes",
         "billing_frequencies",
@@ -161,7 +161,7 @@ class BillingRunSerializer(serializers.ModelSerializer):
 
 
 class StepProgressSerializer(serializers.Serializer):
-    """One stage of the run (billruns.services.runs.StepProgress): live progress and results."""
+    """One stage of the run (billruns.selectors.StepProgress): live progress and results."""
 
     stage = serializers.ChoiceField(choices=Stage.choices)
     label = serializers.CharField()

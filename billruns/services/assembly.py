@@ -126,6 +126,27 @@ class BillResult:
         }
 
 
+def unswept_rows(*, unit_ids: list[int], biller: Biller, bill_date: dt.date):
+    """The ledger rows of these bill units that the next bill sweeps: receivable, on no statement yet,
+    dated by the bill date, and this product's (rows of external billers belong on their statements)."""
+    return FinancialTransaction.objects.filter(
+        account_id__in=unit_ids,
+        balance_type=BalanceType.RECEIVABLE,
+        statement__isnull=True,
+        effective_date__lte=bill_date,
+    ).filter(Q(biller__isnull=True) | Q(biller=biller))
+
+
+def billed_through_advance(*, segments: list[BillSegment]) -> None:
+    """Move each subscription's ``billed_through`` to the end of its latest segment (never back)."""
+    through: dict[int, dt.date] = {}
+    for s in segments:
+        through[s.subscription_id] = max(s.period_end, through.get(s.subscription_id, s.period_end))
+    set_columns(
+        Subscription, list(through), {"billed_through": list(through.values())}, greatest=["billed_through"]
+    )
+
+
 def is_payment(row: FinancialTransaction) -> bool:
     if row.kind == FinancialTransaction.Kind.PAYMENT:
         return True
@@ -324,14 +345,8 @@ def bills_assemble(
         segments[unit_of_subscription[segment.subscription_id]].append(segment)
     swept: dict[int, list[FinancialTransaction]] = defaultdict(list)
     for row in (
-        FinancialTransaction.objects.select_for_update(of=("self",))
-        .filter(
-            account_id__in=unit_ids,
-            balance_type=BalanceType.RECEIVABLE,
-            statement__isnull=True,
-            effective_date__lte=bill_date,
-        )
-        .filter(Q(biller__isnull=True) | Q(biller=biller))
+        unswept_rows(unit_ids=unit_ids, biller=biller, bill_date=bill_date)
+        .select_for_update(of=("self",))
         .select_related("corrects")
         .order_by("effective_date", "id")
     ):
@@ -426,17 +441,7 @@ def bills_assemble(
             "frozen_at": [now] * len(billed),
         },
     )
-    billed_through: dict[int, dt.date] = {}
-    for s, _ in billed:
-        billed_through[s.subscription_id] = max(
-            s.period_end, billed_through.get(s.subscription_id, s.period_end)
-        )
-    set_columns(
-        Subscription,
-        list(billed_through),
-        {"billed_through": list(billed_through.values())},
-        greatest=["billed_through"],
-    )
+    billed_through_advance(segments=[s for s, _ in billed])
     attached = {pk: _messages_for(messages, units[pk], bill_date) for pk in billable}
     StatementMessage.objects.bulk_create(
         StatementMessage(statement=statements[pk], message=m, position=i, text=m.text)

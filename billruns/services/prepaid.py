@@ -153,7 +153,10 @@ def wallet_estimates_refresh(
     now = timezone.now()
     estimates = []
     for pk in account_ids:
-        amount, currency = balances.get(pk, (Decimal(0), currencies.get(pk) or "USD"))
+        amount, currency = balances.get(pk, (Decimal(0), currencies.get(pk)))
+        if not currency:
+            continue  # no wallet and no billing profile: nothing to estimate in
+
         daily = daily_usage.get(pk, Decimal(0))
         unit_charges = sorted(charges.get(pk, []))
         next_day = unit_charges[0][0] if unit_charges else None

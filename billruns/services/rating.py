@@ -750,6 +750,12 @@ def _absorb(ctx: RatingContext, draft: SegmentDraft) -> None:
     ctx.pending = [u for u in ctx.pending if u.id not in used]
 
 
+SEGMENT_FIELDS = (
+    "period_end", "currency", "rated_at", "status", "error_code", "error_message", "charges", "discounts",
+    "taxes", "taxes_included", "total",
+)  # fmt: skip
+
+
 def _segment_values(draft: SegmentDraft, now) -> dict[str, Any]:
     values: dict[str, Any] = {"period_end": draft.period.end, "currency": draft.currency, "rated_at": now}
     if draft.error is not None:
@@ -805,7 +811,7 @@ def _store(rated: list[_Rated], run: Any) -> None:
             again.append(item.segment)
     BillSegment.objects.bulk_create(fresh)
     if again:
-        BillSegment.objects.bulk_update(again, [*_segment_values(rated[0].draft, now), "billing_run"])
+        BillSegment.objects.bulk_update(again, [*SEGMENT_FIELDS, "billing_run"])
     CalculationLine.objects.bulk_create(
         [
             CalculationLine(

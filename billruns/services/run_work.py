@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import BillingProfile
@@ -51,9 +51,8 @@ from ..models import (
     RunStep,
     RunType,
     Stage,
-    Subscription,
 )
-from .assembly import bills_assemble, engine_biller
+from .assembly import billed_through_advance, bills_assemble, engine_biller, unswept_rows
 from .rating import prepaid_subscriptions_rate, subscriptions_rate
 from .run_selection import run_subscriptions
 
@@ -201,13 +200,17 @@ def _accounts_at(run: BillingRun, unit_ids: list[int], status: str) -> dict[int,
     }
 
 
+def _attname(name: str) -> str:
+    return RunAccount._meta.get_field(name).attname  # "statement" -> "statement_id"
+
+
 def _set_accounts(accounts: list[RunAccount], fields: list[str]) -> None:
     if accounts:
         set_columns(
             RunAccount,
             [ra.pk for ra in accounts],
             {
-                name: [getattr(ra, name if name != "statement" else "statement_id") for ra in accounts]
+                name: [getattr(ra, RunAccount._meta.get_field(name).attname) for ra in accounts]
                 for name in fields
             },
         )
@@ -238,15 +241,8 @@ def _invoice(run: BillingRun, unit_ids: list[int]) -> None:
         entry[2] += charges + discounts - included
         entry[3] += taxes
         entry[4].add(currency)
-    biller = engine_biller()
     to_sweep = set(
-        FinancialTransaction.objects.filter(
-            account_id__in=list(accounts),
-            balance_type=BalanceType.RECEIVABLE,
-            statement__isnull=True,
-            effective_date__lte=run.transaction_date,
-        )
-        .filter(Q(biller__isnull=True) | Q(biller=biller))
+        unswept_rows(unit_ids=list(accounts), biller=engine_biller(), bill_date=run.transaction_date)
         .values_list("account_id", flat=True)
         .distinct()
         .order_by()
@@ -265,8 +261,9 @@ def _invoice(run: BillingRun, unit_ids: list[int]) -> None:
             continue
         ra.segments, ra.invoices, ra.new_charges, ra.taxes = count, len(subscriptions), new_charges, taxes
         ra.status = RunAccount.Status.INVOICED if count or unit in to_sweep else RunAccount.Status.NOTHING
+    refused = {p.account_id for p in problems}
     _set_accounts(
-        [ra for unit, ra in accounts.items() if unit not in {p.account_id for p in problems}],
+        [ra for unit, ra in accounts.items() if unit not in refused],
         ["status", "segments", "invoices", "new_charges", "taxes"],
     )
     _record_problems(run, Stage.INVOICING, problems)
@@ -349,17 +346,15 @@ def _debit(run: BillingRun, unit_ids: list[int]) -> None:
             "frozen_at": [now] * len(segments),
         },
     )
-    through: dict[int, dt.date] = {}
+    billed_through_advance(segments=segments)
+    per_unit: dict[int, list[BillSegment]] = defaultdict(list)
     for s in segments:
-        through[s.subscription_id] = max(s.period_end, through.get(s.subscription_id, s.period_end))
-    set_columns(
-        Subscription, list(through), {"billed_through": list(through.values())}, greatest=["billed_through"]
-    )
-    debited = {unit_of[s.subscription_id] for s in segments}
+        per_unit[unit_of[s.subscription_id]].append(s)
     for unit, ra in accounts.items():
-        ra.status = RunAccount.Status.DEBITED if unit in debited else RunAccount.Status.NOTHING
-        ra.segments = sum(1 for s in segments if unit_of[s.subscription_id] == unit)
-        ra.new_charges = sum((s.total for s in segments if unit_of[s.subscription_id] == unit), Decimal(0))
+        mine = per_unit.get(unit, [])
+        ra.status = RunAccount.Status.DEBITED if mine else RunAccount.Status.NOTHING
+        ra.segments = len(mine)
+        ra.new_charges = sum((s.total for s in mine), Decimal(0))
     _set_accounts(list(accounts.values()), ["status", "segments", "new_charges"])
     if run.definition.estimate_wallet_consumption:
         from .prepaid import wallet_estimates_refresh

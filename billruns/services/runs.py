@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
+from accounts.models import BillingProfile
 from billing_mgmt.audit import audit_record, snapshot
 from billing_mgmt.errors import ApplicationError
 from billing_mgmt.numbering import SeriesSpec, next_number
@@ -41,8 +40,8 @@ from ..models import (
     RunStep,
     RunType,
     Stage,
-    stages_of,
 )
+from ..models.runs import PROFILE_CRITERIA
 from .run_selection import chunked, default_bill_as_of, run_bill_units
 
 logger = logging.getLogger(__name__)
@@ -133,10 +132,6 @@ def _validate(run: BillingRun, definition: RunDefinition, related: dict[str, lis
         ]
     if run.mode == BillingRun.Mode.INDIVIDUAL and len(related.get("accounts") or []) != 1:
         errors["accounts"] = ["An INDIVIDUAL run bills exactly one account: name it in the accounts filter."]
-    from accounts.models import BillingProfile
-
-    from ..models.runs import PROFILE_CRITERIA
-
     for name, (column, label) in PROFILE_CRITERIA.items():
         allowed = {value for value, _ in BillingProfile._meta.get_field(column).choices}
         unknown = [v for v in getattr(run, name) or [] if v not in allowed]
@@ -279,6 +274,8 @@ def billrun_execute(
         )
     before = snapshot(run, RUN_FIELDS)
     now = timezone.now()
+    if at is not None and timezone.is_naive(at):
+        at = timezone.make_aware(at)  # a wall-clock time in the business's zone (TIME_ZONE)
     if at is not None and at > now + dt.timedelta(seconds=30):
         run.execution = BillingRun.Execution.SCHEDULED
         run.scheduled_for = at
@@ -560,68 +557,6 @@ def billrun_advance(*, run_id: int) -> str:
     return f"{run.state}/{run.execution}"
 
 
-# --- results for pages, the API and the command ------------------------------------------------------------
-
-
-@dataclass
-class StepProgress:
-    stage: str
-    label: str
-    status: str
-    accounts_done: int
-    accounts_total: int
-    percent: int
-    chunks_done: int
-    chunks_total: int
-    chunks_dead: int
-    entities: int
-    transactions: int
-    exceptions: int
-    totals: dict[str, str]
-    note: str
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-
-
-def billrun_progress(*, run: BillingRun) -> list[StepProgress]:
-    """Each stage of the run with its live progress (chunks and accounts done) and its results."""
-    steps = {s.stage: s for s in RunStep.objects.filter(run=run)}
-    counts: dict[tuple[str, str], int] = {
-        (stage, status): n
-        for stage, status, n in RunChunk.objects.filter(run=run)
-        .values("stage", "status")
-        .annotate(n=Count("id"))
-        .values_list("stage", "status", "n")
-        .order_by()
-    }
-    result = []
-    for stage in run.stages:
-        step = steps.get(stage)
-        done = counts.get((stage, RunChunk.Status.DONE), 0)
-        dead = counts.get((stage, RunChunk.Status.DEAD), 0)
-        result.append(
-            StepProgress(
-                stage=stage,
-                label=Stage(stage).label,
-                status=step.status if step else "not_started",
-                accounts_done=step.accounts_done if step else 0,
-                accounts_total=step.accounts_total if step else 0,
-                percent=step.percent if step else 0,
-                chunks_done=done,
-                chunks_total=step.chunks_total if step else 0,
-                chunks_dead=dead,
-                entities=step.entities if step else 0,
-                transactions=step.transactions if step else 0,
-                exceptions=step.exceptions if step else 0,
-                totals={k: str(Decimal(v)) for k, v in (step.totals if step else {}).items()},
-                note=step.note if step else "",
-                started_at=step.started_at if step else None,
-                finished_at=step.finished_at if step else None,
-            )
-        )
-    return result
-
-
 __all__ = [
     "RUN_SERIES",
     "RunStateError",
@@ -629,12 +564,10 @@ __all__ = [
     "billrun_create",
     "billrun_delete",
     "billrun_execute",
-    "billrun_progress",
     "billrun_resume",
     "billrun_unschedule",
     "billrun_update",
     "billruns_resume_stalled",
     "billruns_start_scheduled",
     "run_defaults",
-    "stages_of",
 ]

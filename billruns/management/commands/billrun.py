@@ -27,10 +27,10 @@ from django.utils.dateparse import parse_date, parse_datetime
 from accounts.models import Account, AccountGroup
 from billing_mgmt.errors import ApplicationError
 from billruns.models import BillingRun, RunType, Stage
+from billruns.selectors import billrun_progress
 from billruns.services import (
     billrun_create,
     billrun_execute,
-    billrun_progress,
     billrun_resume,
     billrun_unschedule,
 )
