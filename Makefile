@@ -85,6 +85,12 @@ lint: install
 BENCH_ACCOUNTS ?= 10000
 BENCH_ARGS ?=
 
-.PHONY: bench
+.PHONY: bench bench-invoices
 bench: install
 	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" $(MANAGE) bench_billing --accounts $(BENCH_ACCOUNTS) $(BENCH_ARGS)
+
+# Invoice rendering alone (docs/benchmarks.md): BENCH_INVOICES one-page invoices in one process, with the
+# time split into template, layout, PDF writing and XML. Needs no database.
+BENCH_INVOICES ?= 200
+bench-invoices: install system-deps
+	$(MANAGE) bench_invoices --count $(BENCH_INVOICES) $(BENCH_ARGS)

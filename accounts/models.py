@@ -146,6 +146,14 @@ class Contact(models.Model):
         BILLING_COPY = "billing_copy", "Billing copy"
         PORTAL_USER = "portal_user", "Portal user"
 
+    class BillDelivery(models.TextChoices):
+        """How a person gets a copy of each bill (a bill routing, source 004)."""
+
+        NONE = "none", "No copy"
+        EMAIL = "email", "E-mail with the PDF"
+        PRINT = "print", "Printed and posted"
+        PORTAL = "portal", "Customer portal"
+
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="contacts")
     name = models.CharField(max_length=200)
     email = models.EmailField(blank=True, db_index=True)
@@ -158,6 +166,13 @@ class Contact(models.Model):
         on_delete=models.SET_NULL,
         related_name="contacts",
         help_text="The portal login of this contact (customers see only this account).",
+    )
+    bill_delivery = models.CharField(
+        max_length=10,
+        choices=BillDelivery.choices,
+        blank=True,
+        help_text="How this person gets each bill. Empty: the primary contact as the billing profile's "
+        "presentment preference says, billing copies by e-mail, portal users in the portal only.",
     )
 
     class Meta:

@@ -41,4 +41,20 @@ app.conf.beat_schedule = {
         "task": "statements.purge_usage_detail",
         "schedule": crontab(hour=3, minute=15),
     },
+    "catch-up-invoices-daily": {
+        # Every engine bill without rendered invoice documents (bill now, runs stopped before Formatting,
+        # missed days, failed renders) gets them (source 003: invoicing catches up missed billing days).
+        "task": "invoicing.catch_up_invoices",
+        "schedule": crontab(hour=1, minute=30),
+    },
+    "retry-invoice-emails": {
+        # E-mails whose retry wait is over, and pending ones whose task was lost (an hour old).
+        "task": "invoicing.retry_due_deliveries",
+        "schedule": crontab(minute="*/5"),
+    },
+    "print-batch-nightly": {
+        # Paper invoices not taken by a billing run's batch: one merged PDF per day ("day-YYYY-MM-DD").
+        "task": "invoicing.build_print_batch",
+        "schedule": crontab(hour=4, minute=0),
+    },
 }

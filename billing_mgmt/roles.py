@@ -46,9 +46,12 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "billruns.preview_bill",
         # Prepaid wallets: the estimate of when a wallet runs out (the account page shows it).
         "billruns.view_walletestimate",
+        # Invoices: the documents of bills and how each copy was delivered (download PDF, HTML, XML).
+        "invoicing.view_invoice",
+        "invoicing.view_invoicedelivery",
     ),
     # Everything a CSR has, plus approvals added by later features and billing an account now.
-    SUPERVISOR: ("billruns.bill_account", "billruns.topup_wallet"),
+    SUPERVISOR: ("billruns.bill_account", "billruns.topup_wallet", "invoicing.add_invoice"),
     BILLING_ADMIN: (*(f"{app}.*" for app in PROJECT_APPS), "django_celery_beat.*", "django_celery_results.*"),
     CUSTOMER: (),
 }

@@ -124,6 +124,14 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Invoice documents (frozen once issued). Local disk by default; INVOICE_STORAGE_BACKEND and
+    # INVOICE_STORAGE_OPTIONS (JSON) select another, e.g. django-storages' S3 (docs/invoicing.md).
+    "invoices": {
+        "BACKEND": env.str("INVOICE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": env.json(
+            "INVOICE_STORAGE_OPTIONS", default={"location": str(MEDIA_ROOT / "invoices"), "base_url": None}
+        ),
+    },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
@@ -226,6 +234,12 @@ SPECTACULAR_SETTINGS = {
         # Two "outcome" sets: the ingest answers' (its existing name kept) and the wallet top-up's.
         "OutcomeEnum": "statements.api.serializers.OUTCOMES",
         "WalletTopUpOutcomeEnum": "billruns.api.wallets.TOPUP_OUTCOMES",
+        "InvoiceKindEnum": "invoicing.models.Invoice.Kind",
+        "InvoiceStatusEnum": "invoicing.models.Invoice.Status",
+        "InvoiceFormatEnum": "invoicing.models.Invoice.Format",
+        "InvoiceDeliveryMethodEnum": "invoicing.models.InvoiceDelivery.Method",
+        "InvoiceDeliveryStatusEnum": "invoicing.models.InvoiceDelivery.Status",
+        "InvoiceIssueOutcomeEnum": "invoicing.api.serializers.ISSUE_OUTCOMES",
     },
 }
 
@@ -256,5 +270,20 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # WeasyPrint logs each rendering step at INFO: thousands of lines per billing run.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+    },
 }
+
+# Invoicing: the issuer of the default invoice series, created on first use (admins edit it and add series
+# per account type in Django admin), and the prefix of its numbers.
+INVOICE_ISSUER_NAME = env.str("INVOICE_ISSUER_NAME", default=PRODUCT_NAME)
+INVOICE_ISSUER_ADDRESS = env.str("INVOICE_ISSUER_ADDRESS", default="")
+INVOICE_ISSUER_TAX_ID = env.str("INVOICE_ISSUER_TAX_ID", default="")
+INVOICE_NUMBER_PREFIX = env.str("INVOICE_NUMBER_PREFIX", default="INV-")
+# Invoicing (invoicing.content): the function that lists a bill's usage events for detailed invoices. The
+# billing engine has them; invoicing, below it, learns of them through this setting.
+INVOICE_USAGE_EVENTS = "billruns.selectors.invoice_usage_events"

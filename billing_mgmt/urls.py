@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("statements.api.urls")),
     path("", include("billruns.api.urls")),
+    path("", include("invoicing.api.urls")),
 ]
 
 urlpatterns = [
@@ -21,4 +22,5 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("statements/", include("statements.urls")),
     path("billing/", include("billruns.urls")),
+    path("invoices/", include("invoicing.urls")),
 ]

@@ -35,6 +35,7 @@ from .models import (
     RunStep,
     Stage,
     Subscription,
+    UsageRecord,
     WalletEstimate,
 )
 
@@ -235,3 +236,46 @@ def billrun_progress(*, run: BillingRun) -> list[StepProgress]:
             )
         )
     return result
+
+
+def invoice_usage_events(*, statement_ids: list[int], limit: int) -> dict[int, dict[str, tuple[list, int]]]:
+    """The usage events (rated usage records) of each bill, per service identifier, for detailed invoices
+    (source 003): statement id -> identifier -> (the first ``limit`` events in time order, how many there
+    are). One query whatever the number of bills (settings.INVOICE_USAGE_EVENTS names this function)."""
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    from invoicing.content import UsageEvent
+
+    if not statement_ids:
+        return {}
+    partition = [F("segment__statement_id"), F("subscription__service_identifier")]
+    rows = (
+        UsageRecord.objects.filter(segment__statement_id__in=statement_ids)
+        .annotate(
+            row=Window(RowNumber(), partition_by=partition, order_by=[F("event_time"), F("id")]),
+            of=Window(Count("id"), partition_by=partition),
+        )
+        .filter(row__lte=limit)
+        .order_by()
+        .values_list(
+            "segment__statement_id",
+            "subscription__service_identifier",
+            "event_time",
+            "usage_type__name",
+            "usage_type_code",
+            "quantity",
+            "unit",
+            "row",
+            "of",
+        )
+    )
+    out: dict[int, dict[str, tuple[list, int]]] = {}
+    for statement_id, identifier, time, type_name, code, quantity, unit, _row, count in sorted(
+        rows, key=lambda r: (r[0], r[1], r[7])
+    ):
+        per = out.setdefault(statement_id, {})
+        events, _ = per.get(identifier, ([], count))
+        events.append(UsageEvent(time=time, usage_type=type_name or code, quantity=quantity, unit=unit))
+        per[identifier] = (events, count)
+    return out

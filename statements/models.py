@@ -191,6 +191,14 @@ class Statement(models.Model):
     usage_detail_purged_at = models.DateTimeField(
         null=True, blank=True, help_text="When the retention job removed its usage lines (totals kept)."
     )
+    corrects = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="corrections",
+        help_text="A corrective bill (reversing or adjusting): the bill it corrects.",
+    )
 
     class Meta:
         ordering = ["-statement_date", "-id"]
@@ -251,6 +259,22 @@ class StatementLine(models.Model):
     product = models.CharField(max_length=200, blank=True, help_text="Product or service name.")
     service_identifier = models.CharField(
         max_length=100, blank=True, db_index=True, help_text="Phone number, meter, device, …"
+    )
+    service_type = models.SlugField(
+        max_length=40, blank=True, help_text="Groups charges on the invoice, e.g. mobile, broadband."
+    )
+    account = models.ForeignKey(
+        Account,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,  # read by statement, never by account: an index would only slow bulk inserts
+        help_text="In a hierarchy: the account whose service this is (a non-paying child's lines are on its "
+        "paying parent's statement). Empty: the statement's own account.",
+    )
+    tax_included = models.BooleanField(
+        default=False, help_text="A tax line for tax already contained in prices: shown, not added."
     )
     description = models.CharField(max_length=300, blank=True)
     quantity = quantity_field(null=True, blank=True)

@@ -17,6 +17,24 @@ def pytest_report_header(config):
     return f"database: {db['ENGINE']} {db.get('NAME')} on {db.get('HOST') or 'local socket'}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _invoice_files(tmp_path_factory):
+    """Invoice documents go to a temporary folder (one per test process), never to var/media."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    location = tmp_path_factory.mktemp("invoice-files")
+    storages = {
+        **settings.STORAGES,
+        "invoices": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(location)},
+        },
+    }
+    with override_settings(STORAGES=storages):
+        yield location
+
+
 @pytest.fixture(autouse=True)
 def _require_postgresql(request):
     """The suite proves behaviour on the production database; refuse to run quietly on another."""

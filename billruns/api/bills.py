@@ -18,7 +18,8 @@ from accounts.api.permissions import is_api_client
 from accounts.models import Account
 from billing_mgmt.api.idempotency import idempotent
 from billing_mgmt.api.schema import IDEMPOTENCY_KEY_PARAMETER, error_responses
-from billruns.services import bill_create, bill_preview
+from billruns.services import bill_create, bill_preview, bill_reverse
+from statements.models import Statement
 
 BILLS_TAG = "bills"
 
@@ -172,3 +173,48 @@ class BillPreviewView(APIView):
     )
     def post(self, request):
         return Response(_run(request, bill_preview))
+
+
+class BillReverseRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=250, help_text="Why the bill is reversed (printed on the ledger row)."
+    )
+
+
+class BillReverseOutSerializer(serializers.Serializer):
+    statement_id = serializers.IntegerField(source="pk")
+    number = serializers.CharField()
+    corrects = serializers.CharField(source="corrects.number")
+    statement_date = serializers.DateField()
+    currency = serializers.CharField()
+    previous_balance = serializers.DecimalField(max_digits=19, decimal_places=4)
+    payments = serializers.DecimalField(max_digits=19, decimal_places=4)
+    adjustments = serializers.DecimalField(max_digits=19, decimal_places=4)
+    new_charges = serializers.DecimalField(max_digits=19, decimal_places=4)
+    taxes = serializers.DecimalField(max_digits=19, decimal_places=4)
+    total_due = serializers.DecimalField(max_digits=19, decimal_places=4)
+
+
+@extend_schema(tags=[BILLS_TAG])
+class BillReverseView(APIView):
+    permission_classes = [IsAuthenticated, CanBill]
+
+    @extend_schema(
+        operation_id="bill_reverse",
+        summary="Reverse a bill with a corrective bill",
+        description=(
+            "Credits everything the bill charged with a reversing bill that refers to it; its invoice is a "
+            "credit note referring to the original invoice. `not_engine_bill` (400) for an external biller's "
+            "statement, `is_correction` (400) for a corrective bill, `already_reversed` (409)."
+        ),
+        request=BillReverseRequestSerializer,
+        responses={201: BillReverseOutSerializer, **error_responses(400, 401, 403, 404, 409)},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+    )
+    @idempotent
+    def post(self, request, statement_id: int):
+        data = BillReverseRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        statement = get_object_or_404(Statement, pk=statement_id)
+        reversal = bill_reverse(statement=statement, reason=data.validated_data["reason"], actor=request.user)
+        return Response(BillReverseOutSerializer(reversal).data, status=status.HTTP_201_CREATED)

@@ -3,7 +3,7 @@ records, bills (bill now, preview), billing runs with their definitions, and pre
 
 from django.urls import path
 
-from .bills import BillCreateView, BillPreviewView
+from .bills import BillCreateView, BillPreviewView, BillReverseView
 from .catalog import PricePlanDetailView, PricePlanListView
 from .runs import BillingRunExceptionListView, BillingRunViewSet, RunDefinitionListView
 from .subscriptions import SubscriptionViewSet
@@ -37,6 +37,7 @@ urlpatterns: list = [
     # bills (billruns/api/bills.py)
     path("bills/", BillCreateView.as_view(), name="api-bill-create"),
     path("bills/preview/", BillPreviewView.as_view(), name="api-bill-preview"),
+    path("bills/<int:statement_id>/reverse/", BillReverseView.as_view(), name="api-bill-reverse"),
     # billing runs and run definitions (billruns/api/runs.py)
     path(
         "billing-runs/",

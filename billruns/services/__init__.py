@@ -2,6 +2,7 @@
 
 * rating: the rating engine (``subscription_rate``) and its read-only parts (``rate_period``);
 * billing: bill creation for one account (``bill_create``) and its preview (``bill_preview``);
+* correction: reversing a bill with a corrective bill (``bill_reverse``; its invoice is a credit note);
 * catalog: validation rules shared by admin forms and the API (prices, tiers, discounts);
 * subscriptions: create, change and cancel subscriptions;
 * usage: usage record ingest (API, CSV import) and reprocessing of rejected records;
@@ -15,6 +16,7 @@
 
 from .billing import BillResult, bill_create, bill_preview, engine_biller
 from .catalog import price_plan_create
+from .correction import bill_reverse
 from .prepaid import wallet_estimates_refresh, wallet_topup
 from .rating import RatingError, RatingResult, rate_period, subscription_rate, subscriptions_rate
 from .run_definitions import billrun_create_recurring, run_definition_save
@@ -32,6 +34,7 @@ from .runs import (
 from .subscriptions import subscription_cancel, subscription_create, subscription_update
 
 __all__ = [
+    "bill_reverse",
     "RunStateError",
     "billrun_advance",
     "billrun_create",

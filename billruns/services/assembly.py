@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from accounts.models import Account, Biller
@@ -34,11 +34,18 @@ from billing_mgmt.audit import audit_records_bulk, snapshot
 from billing_mgmt.bulk import set_columns
 from billing_mgmt.numbering import next_numbers
 from invoicing.models import BillMessage, StatementMessage
-from statements.models import BalanceType, Channel, FinancialTransaction, Statement, StatementLine
+from statements.models import (
+    BalanceType,
+    Channel,
+    FinancialTransaction,
+    Statement,
+    StatementLine,
+    UsageSummary,
+)
 from statements.services import LedgerEntry, transactions_post_bulk
 from statements.services.ingest import STATEMENT_SERIES, STATEMENT_SERIES_SPEC
 
-from ..models import BillSegment, CalculationLine, Subscription
+from ..models import BillSegment, CalculationLine, Subscription, UsageRecord
 
 ENGINE_BILLER_CODE = "engine"
 AMOUNT_FIELDS = ("previous_balance", "payments", "adjustments", "new_charges", "taxes", "total_due")
@@ -192,9 +199,17 @@ def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dic
         return
     statement_of = {s.pk: unit for unit, segments in by_statement.items() for s in segments}
     subscriptions = {
-        pk: (product, identifier)
-        for pk, product, identifier in Subscription.objects.filter(segments__pk__in=segment_ids)
-        .values_list("pk", "price_plan__product__name", "service_identifier")
+        pk: (product, identifier, service_type, account_id)
+        for pk, product, identifier, service_type, account_id in Subscription.objects.filter(
+            segments__pk__in=segment_ids
+        )
+        .values_list(
+            "pk",
+            "price_plan__product__name",
+            "service_identifier",
+            "price_plan__product__service_type",
+            "account_id",
+        )
         .distinct()
         .order_by()
     }
@@ -238,8 +253,9 @@ def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dic
     ):
         statement_unit = statement_of[segment_id]
         positions[statement_unit] += 1
-        product, identifier = subscriptions[subscription_id]
-        if kind == CalculationLine.Kind.TAX and included:
+        product, identifier, service_type, account_id = subscriptions[subscription_id]
+        tax_included = kind == CalculationLine.Kind.TAX and included
+        if tax_included:
             description = f"{description}: not added, already in the prices"
         printed.append(
             StatementLine(
@@ -248,6 +264,9 @@ def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dic
                 line_type=LINE_TYPES[kind],
                 product=product,
                 service_identifier=identifier,
+                service_type=service_type,
+                account_id=account_id,
+                tax_included=tax_included,
                 description=description[:300],
                 quantity=quantity,
                 unit=unit,
@@ -260,6 +279,51 @@ def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dic
         line_ids.append(pk)
     created = StatementLine.objects.bulk_create(printed, batch_size=2000)
     set_columns(CalculationLine, line_ids, {"statement_line": [line.pk for line in created]})
+
+
+def _usage_summaries(by_statement: dict[int, list[BillSegment]], statements: dict[int, Statement]) -> None:
+    """Each bill's usage per service and usage type (what the invoice's usage summary prints), with the
+    units its plans included (what is left of them is the invoice's non-currency balance). Two aggregate
+    queries per set of bills."""
+    statement_of = {s.pk: unit for unit, segments in by_statement.items() for s in segments}
+    if not statement_of:
+        return
+    used: dict[tuple[int, str, str], Decimal] = defaultdict(Decimal)
+    units: dict[tuple[int, str, str], str] = {}
+    for segment_id, identifier, code, unit, quantity in (
+        UsageRecord.objects.filter(segment_id__in=list(statement_of))
+        .values_list("segment_id", "subscription__service_identifier", "usage_type__code", "unit")
+        .annotate(quantity=Sum("quantity"))
+        .order_by()
+    ):
+        key = (statement_of[segment_id], identifier, code or "usage")
+        used[key] += quantity
+        units[key] = unit
+    included: dict[tuple[int, str, str], Decimal] = defaultdict(Decimal)
+    for segment_id, identifier, code, unit, allowance in CalculationLine.objects.filter(
+        segment_id__in=list(statement_of), kind=CalculationLine.Kind.ALLOWANCE
+    ).values_list(
+        "segment_id",
+        "segment__subscription__service_identifier",
+        "component__usage_type__code",
+        "unit",
+        "component__included_quantity",
+    ):
+        key = (statement_of[segment_id], identifier, code or "usage")
+        included[key] += allowance or Decimal(0)
+        units.setdefault(key, unit)
+    UsageSummary.objects.bulk_create(
+        UsageSummary(
+            statement=statements[unit],
+            service_identifier=identifier,
+            usage_type=code[:40],
+            quantity=used.get(key, Decimal(0)),
+            unit=units[key][:20],
+            included_quantity=included.get(key),
+        )
+        for key in sorted(set(used) | set(included))
+        for unit, identifier, code in [key]
+    )
 
 
 def segment_details(segments: list[BillSegment]) -> list[dict[str, Any]]:
@@ -407,6 +471,7 @@ def bills_assemble(
         )
     Statement.objects.bulk_create(statements.values())
     _statement_lines({pk: segments.get(pk, []) for pk in billable}, statements)
+    _usage_summaries({pk: segments.get(pk, []) for pk in billable}, statements)
     transactions_post_bulk(
         entries=[
             LedgerEntry(

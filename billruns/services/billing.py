@@ -132,7 +132,21 @@ def bill_create(
 ) -> BillResult:
     """Bill the account's bill unit now. Segments in error are left out (listed on the result) and billed
     once they are fixed; a second call finds nothing new to bill (``nothing_to_bill``)."""
-    return _bill(account=account, bill_date=bill_date, bill_as_of=bill_as_of, actor=actor, preview=False)
+    result = _bill(account=account, bill_date=bill_date, bill_as_of=bill_as_of, actor=actor, preview=False)
+    invoice_soon(result.statement.pk)
+    return result
+
+
+def invoice_soon(statement_id: int) -> None:
+    """Once the bill has committed, a worker issues and renders its invoice (never this web request: a
+    PDF takes a tenth of a second or more). The daily catch-up does it if the queue loses the task."""
+
+    def dispatch() -> None:
+        from invoicing.tasks import render_invoices
+
+        render_invoices.delay(statement_ids=[statement_id])
+
+    transaction.on_commit(dispatch)
 
 
 def bill_preview(

@@ -38,6 +38,7 @@ from django.utils import timezone
 from accounts.models import BillingProfile
 from accounts.selectors import bill_unit_members
 from billing_mgmt.bulk import set_columns
+from invoicing.models import Invoice
 from invoicing.services import invoices_render
 from statements.models import BalanceType, FinancialTransaction
 from statements.services import LedgerEntry, transactions_post_bulk
@@ -365,21 +366,52 @@ def _debit(run: BillingRun, unit_ids: list[int]) -> None:
 # --- Formatting --------------------------------------------------------------------------------------------
 
 
+def _format_prepare(run: BillingRun, unit_ids: list[int]) -> None:
+    """Before the chunk's transaction: issue and render the invoices of the chunk's posted bills
+    (invoicing.services.invoices_render works in short transactions of its own and is idempotent). Outside
+    the chunk's transaction on purpose: issuing holds the gapless invoice counter until it commits, and it
+    must not stay locked while a chunk's PDFs are drawn (the other workers would wait for it)."""
+    statement_ids = list(
+        RunAccount.objects.filter(
+            run=run, account_id__in=unit_ids, status=RunAccount.Status.POSTED, statement__isnull=False
+        ).values_list("statement_id", flat=True)
+    )
+    if not statement_ids:
+        return
+    result = invoices_render(statement_ids=statement_ids, actor=f"billing run {run.number}")
+    if result.note:
+        RunStep.objects.filter(run=run, stage=Stage.FORMATTING).update(note=result.note[:300])
+
+
 def _format(run: BillingRun, unit_ids: list[int]) -> None:
-    """Render each posted bill's invoice documents through the invoicing app (one service)."""
+    """Bills whose invoice documents are rendered are formatted; a bill whose invoice could not be rendered
+    is an exception of the run (its invoice keeps its number and the daily catch-up renders it again)."""
     accounts = _accounts_at(run, unit_ids, RunAccount.Status.POSTED)
     if not accounts:
         return
-    result = invoices_render(
-        statement_ids=[ra.statement_id for ra in accounts.values()], actor=f"billing run {run.number}"
-    )
-    rendered = set(result.rendered)
-    done = [ra for ra in accounts.values() if ra.statement_id in rendered]
-    for ra in done:
-        ra.status = RunAccount.Status.FORMATTED
+    invoices = {
+        statement_id: (status, error)
+        for statement_id, status, error in Invoice.objects.filter(
+            statement_id__in=[ra.statement_id for ra in accounts.values()]
+        ).values_list("statement_id", "status", "render_error")
+    }
+    done, problems = [], []
+    for ra in accounts.values():
+        status, error = invoices.get(ra.statement_id, (None, ""))
+        if status == Invoice.Status.RENDERED:
+            ra.status = RunAccount.Status.FORMATTED
+            done.append(ra)
+        else:
+            why = error or "the invoice was not issued"
+            problems.append(Problem(ra.account_id, "invoice_not_rendered", f"Invoice not rendered: {why}"))
     _set_accounts(done, ["status"])
-    if result.note:
-        RunStep.objects.filter(run=run, stage=Stage.FORMATTING).update(note=result.note[:300])
+    _record_problems(run, Stage.FORMATTING, problems)
+
+
+# Work done before a chunk's transaction, for stages whose work must not hold the chunk's locks.
+PREPARERS: dict[tuple[str, str], Callable[[BillingRun, list[int]], None]] = {
+    (RunType.NORMAL, Stage.FORMATTING): _format_prepare,
+}
 
 
 PROCESSORS: dict[tuple[str, str], Callable[[BillingRun, list[int]], None]] = {
@@ -509,6 +541,7 @@ DATABASE_TROUBLE = (OperationalError, InterfaceError)
 
 def chunk_process(*, chunk_id: int, attempt: int) -> str:
     """Do the chunk's work for this attempt (see the module docstring). Returns what happened."""
+    _prepare(chunk_id, attempt)
     try:
         with transaction.atomic():
             chunk = _owned(chunk_id, attempt)
@@ -524,6 +557,24 @@ def chunk_process(*, chunk_id: int, attempt: int) -> str:
         logger.warning("Chunk %s failed as a set (%s); working it account by account.", chunk_id, exc)
         error = f"{type(exc).__name__}: {exc}"
     return _process_one_by_one(chunk_id, attempt, error)
+
+
+def _prepare(chunk_id: int, attempt: int) -> None:
+    """Run the stage's preparer (PREPARERS) if this attempt still owns the chunk. A preparer is idempotent;
+    its failure (other than the database's) is left for the processor to find and record per account."""
+    chunk = RunChunk.objects.filter(pk=chunk_id, status=RunChunk.Status.RUNNING, attempts=attempt).first()
+    if chunk is None:
+        return
+    run = BillingRun.objects.select_related("definition").get(pk=chunk.run_id)
+    prepare = PREPARERS.get((run.run_type, chunk.stage))
+    if prepare is None:
+        return
+    try:
+        prepare(run, list(chunk.account_ids))
+    except DATABASE_TROUBLE:
+        raise
+    except Exception:  # noqa: BLE001
+        logger.exception("Billing run %s: preparing chunk %s failed", run.number, chunk_id)
 
 
 def _process_one_by_one(chunk_id: int, attempt: int, error: str) -> str:

@@ -245,6 +245,12 @@ def _dispatch_chunks(chunk_ids: list[int]) -> None:
         process_chunk.delay(chunk_id)
 
 
+def _dispatch_print_batch(reference: str) -> None:
+    from invoicing.tasks import build_print_batch
+
+    build_print_batch.delay(reference=reference)
+
+
 @transaction.atomic
 def billrun_execute(
     *, run: BillingRun | int, up_to: str, at: dt.datetime | None = None, actor: Any = None
@@ -489,6 +495,9 @@ def _finish_step(run: BillingRun, stage: str) -> RunStep:
         run.bills_generated = step.entities
     elif stage == Stage.FORMATTING:
         step.entities = accounts.filter(status=RunAccount.Status.FORMATTED).count()
+        # The run's invoices to print and post, merged into one PDF for the print shop (invoicing).
+        reference = run.number
+        transaction.on_commit(lambda: _dispatch_print_batch(reference))
     step.exceptions = RunException.objects.filter(run=run, stage=stage).count()
     step.status = RunStep.Status.DONE
     step.finished_at = timezone.now()

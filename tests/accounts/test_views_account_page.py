@@ -212,9 +212,10 @@ def test_account_page_query_count(csr_client, family, django_assert_max_num_quer
     # savepoint (3); the two ancestors come with the account (select_related). The sections: balance, ledger,
     # biller balances (3), statements (2), charts (4), freshness (2), subscriptions (1 for this non-paying
     # account: its subscriptions; tests/billruns/test_views_subscriptions.py counts a paying parent's),
-    # prepaid wallet (1 without a wallet; tests/billruns/test_views_wallet.py counts a wallet's). None
-    # of them grows with history (tests/statements/test_views_statements.py proves it over five years).
-    with django_assert_max_num_queries(26):
+    # prepaid wallet (1 without a wallet; tests/billruns/test_views_wallet.py counts a wallet's), invoices
+    # (1 without invoices, 2 with: tests/invoicing/test_views.py). None of them grows with history
+    # (tests/statements/test_views_statements.py proves it over five years).
+    with django_assert_max_num_queries(27):
         body = _page(csr_client, store)
     assert body.count('class="num amount--debit"') == 10
 

@@ -35,6 +35,7 @@ def test_sections_are_registered_by_their_apps():
         "balance": ("header", "Balance"),
         "biller-balances": ("main", "Account balances"),
         "statements": ("main", "Statements"),
+        "invoices": ("main", "Invoices"),
         "charts": ("main", "Billing & usage"),
         "subscriptions": ("main", "Subscriptions"),
         "wallet": ("main", "Prepaid wallet"),
@@ -50,7 +51,15 @@ def test_sections_are_ordered_per_slot():
     side = [s.key for s in account_sections(slot="side")]
     assert side == ["profile", "freshness", "contacts", "references"]
     main = [s.key for s in account_sections(slot="main")]
-    assert main == ["biller-balances", "statements", "charts", "subscriptions", "wallet", "ledger"]
+    assert main == [
+        "biller-balances",
+        "statements",
+        "invoices",
+        "charts",
+        "subscriptions",
+        "wallet",
+        "ledger",
+    ]
 
 
 def test_registering_the_same_section_again_is_harmless():

@@ -86,3 +86,60 @@ def test_second_bill_has_nothing_to_bill_and_a_repeated_key_replays_the_first(ac
     again = client.post(URL, body(account), format="json")
     assert again.status_code == 400 and again.json()["error"]["code"] == "nothing_to_bill"
     assert Statement.objects.count() == 1
+
+
+# --- reversing a bill (a corrective bill; its invoice is a credit note) -----------------------------------
+
+
+def _billed(account, supervisor_user, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        response = logged_in(supervisor_user).post(URL, body(account), format="json")
+    assert response.status_code == 201
+    return Statement.objects.get(pk=response.json()["statement_id"])
+
+
+def test_supervisor_reverses_a_bill_and_its_invoice_is_queued(
+    account, supervisor_user, django_capture_on_commit_callbacks
+):
+    bill = _billed(account, supervisor_user, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = logged_in(supervisor_user).post(
+            f"/api/v1/bills/{bill.pk}/reverse/", {"reason": "Wrong plan"}, format="json"
+        )
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert data["corrects"] == bill.number
+    assert (data["new_charges"], data["total_due"]) == ("-21.0000", "0.0000")
+    assert len(queued) == 1  # the credit note is rendered by a worker after the commit
+    reversal = FinancialTransaction.objects.get(kind="reversal")
+    assert reversal.amount == b.D("-21.00") and reversal.corrects.statement_id == bill.pk
+
+
+def test_reversal_refusals(
+    account, supervisor_user, csr_user, biller_client, biller_factory, django_capture_on_commit_callbacks
+):
+    bill = _billed(account, supervisor_user, django_capture_on_commit_callbacks)
+    url = f"/api/v1/bills/{bill.pk}/reverse/"
+    client = logged_in(supervisor_user)
+    missing = client.post(url, {}, format="json")
+    assert missing.status_code == 400 and "reason" in missing.json()["error"]["fields"]
+    assert logged_in(csr_user).post(url, {"reason": "x"}, format="json").status_code == 403
+    assert biller_client(biller_factory()).post(url, {"reason": "x"}, format="json").status_code == 403
+    assert client.post("/api/v1/bills/999999/reverse/", {"reason": "x"}, format="json").status_code == 404
+    with django_capture_on_commit_callbacks(execute=False):
+        assert client.post(url, {"reason": "x"}, format="json").status_code == 201
+    again = client.post(url, {"reason": "x"}, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_reversed"
+    assert Statement.objects.filter(corrects=bill).count() == 1
+
+
+def test_bill_now_queues_its_invoice(
+    account, supervisor_user, django_capture_on_commit_callbacks, monkeypatch
+):
+    from invoicing import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.render_invoices, "delay", lambda **kw: queued.append(kw))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = logged_in(supervisor_user).post(URL, body(account), format="json")
+    assert queued == [{"statement_ids": [response.json()["statement_id"]]}]

@@ -564,7 +564,7 @@ def test_the_execute_form_runs_the_run_now_and_the_page_shows_its_results(admin_
         ("rating", "Done", 6),
         ("invoicing", "Done", 3),
         ("posting", "Done", 3),
-        ("formatting", "Done", 0),
+        ("formatting", "Done", 3),  # one invoice rendered per bill
     ]
     assert steps[2]["totals"] == ["$180.00"]
     assert steps[2]["step"].transactions == 3

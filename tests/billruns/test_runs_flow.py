@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from billruns.models import BillingRun, RunStep, Stage
+from billruns.models import BillingRun, RunAccount, RunStep, Stage
+from invoicing.models import Invoice
 from statements.models import FinancialTransaction, Statement
 from tests.billruns import builders as b
 from tests.billruns.runs_helpers import customer, definition, monthly_plan, run_to
@@ -33,5 +34,11 @@ def test_a_run_up_to_formatting_bills_every_account_once(base):
     steps = {s.stage: s for s in RunStep.objects.filter(run=run)}
     assert steps[Stage.POSTING].transactions == 3
     assert steps[Stage.POSTING].totals == {"USD": "180.0000"}
-    assert "No invoice documents were rendered" in steps[Stage.FORMATTING].note
+    # Formatting issued and rendered one invoice per bill, numbered without gaps.
+    assert steps[Stage.FORMATTING].entities == 3
+    invoices = Invoice.objects.filter(statement__in=bills).order_by("number")
+    assert [i.status for i in invoices] == [Invoice.Status.RENDERED] * 3
+    assert [i.number for i in invoices] == ["INV-00000001", "INV-00000002", "INV-00000003"]
+    assert all(i.pdf.read(4) == b"%PDF" for i in invoices)
+    assert set(RunAccount.objects.filter(run=run).values_list("status", flat=True)) == {"formatted"}
     assert FinancialTransaction.objects.filter(kind="bill").count() == 3

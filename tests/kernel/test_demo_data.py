@@ -20,6 +20,7 @@ from billruns.models import (
     UsageRecord,
     WalletEstimate,
 )
+from invoicing.models import Invoice
 from statements.models import (
     AccountBalance,
     BillerBalanceSnapshot,
@@ -93,6 +94,14 @@ def test_load_demo_builds_the_demo_world(django_capture_on_commit_callbacks, eag
     assert BillingRun.objects.get(run_type="normal").state == "draft"
     assert not FinancialTransaction.objects.filter(account__is_paying=False).exists()
     assert ledger_mismatches() == []
+    # Every bill of the engine has its invoice rendered, numbered without gaps.
+    engine_bills = Statement.objects.filter(biller__kind="internal")
+    invoices = Invoice.objects.filter(status=Invoice.Status.RENDERED)
+    assert engine_bills.exists() and invoices.count() == engine_bills.count()
+    assert sorted(invoices.values_list("number", flat=True)) == [
+        f"INV-{n:08d}" for n in range(1, engine_bills.count() + 1)
+    ]
+    assert "Invoices:" in output
     # Written through the services: numbered and audited.
     assert list(NumberSeries.objects.filter(code="account").values_list("prefix", flat=True)) == ["A"]
     assert AuditRecord.objects.filter(action="account.create").count() == 50
@@ -174,7 +183,11 @@ def test_load_demo_sends_two_years_of_statements_through_ingest():
     assert set(line_types) == {
         "recurring", "usage", "one_time", "discount", "tax",
     }  # fmt: skip
-    usage = set(UsageSummary.objects.values_list("statement__biller__code", "usage_type", "unit"))
+    usage = set(
+        UsageSummary.objects.filter(statement__in=statements).values_list(
+            "statement__biller__code", "usage_type", "unit"
+        )
+    )
     assert usage == {
         ("northwind", "voice", "min"), ("northwind", "data", "MB"), ("northwind", "sms", "msg"),
         ("globex", "electricity", "kWh"),

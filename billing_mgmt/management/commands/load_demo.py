@@ -803,7 +803,27 @@ class Command(BaseCommand):
                     + f"; Draft run {runs.draft_run.number} to execute in Django admin."
                 )
             )
+        self._render_invoices()
         self._print_logins(users, raw_key)
+
+    def _render_invoices(self) -> None:
+        """Invoice every demo bill now (a worker would, after the commit; the demo shows them at once)."""
+        from invoicing.services import invoices_render
+        from invoicing.services.catchup import bills_without_documents
+
+        bills = bills_without_documents()
+        if not bills:
+            return
+        result = invoices_render(statement_ids=bills, actor=ACTOR)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Invoices: {len(result.rendered)} rendered (PDF, HTML, XML) for the engine's bills."
+            )
+        )
+        if result.failed:
+            self.stdout.write(
+                f"  {len(result.failed)} could not be rendered: {next(iter(result.failed.values()))}"
+            )
 
     def _report_engine(self, load: EngineLoad) -> None:
         self.stdout.write(

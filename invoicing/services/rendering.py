@@ -1,0 +1,248 @@
+"""Rendering invoice documents: HTML from Django templates, PDF from that HTML with WeasyPrint, XML from
+the same document (invoicing.exports), stored once as frozen files.
+
+``invoices_render`` issues what is missing (invoicing.services.issuing) and renders every issued invoice of
+the given bills that has no documents yet. It is idempotent and safe to run twice at once: documents are
+rendered outside any transaction, then saved under the invoice's row lock only if the invoice still has
+none, so an issued invoice's files are written exactly once and never change afterwards (template edits
+apply to invoices rendered later).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from statements.models import Statement
+
+from ..content import InvoiceDocument, invoice_documents
+from ..exports import invoice_xml
+from ..models import Invoice, InvoiceTemplate
+from .issuing import invoice_draft, invoiceable, invoices_issue, pick, series_by_type, templates_by_type
+
+logger = logging.getLogger(__name__)
+
+# A set of bills is read and rendered this many at a time (one document query per batch).
+RENDER_BATCH = 50
+
+
+@dataclass
+class RenderResult:
+    """Which bills have their documents now, and a note for a billing run's step result."""
+
+    rendered: list[int] = field(default_factory=list)  # statement ids
+    failed: dict[int, str] = field(default_factory=dict)  # statement id -> why
+    note: str = ""
+
+
+@dataclass
+class Rendered:
+    html: bytes
+    pdf: bytes
+    xml: bytes
+    pages: int
+    timings: dict[str, float]  # seconds: template, layout, pdf, xml
+
+
+def _refuse_fetch():
+    """WeasyPrint's URL fetcher: an invoice is self-contained; nothing is fetched from anywhere (a template
+    or an admin's CSS naming an external URL must not make rendering call out). Only data: URLs are read;
+    any other URL is refused, which WeasyPrint logs and skips (WeasyPrint 70 wants a URLFetcher: a plain
+    function that raises makes the whole rendering fail)."""
+    from weasyprint.urls import URLFetcher
+
+    return URLFetcher(allowed_protocols=("data",), fail_on_errors=False, allow_redirects=False)
+
+
+def default_style() -> InvoiceTemplate:
+    return InvoiceTemplate(code="default", name="Default", layout=InvoiceTemplate.Layout.STANDARD)
+
+
+def document_html(document: InvoiceDocument) -> str:
+    """The invoice as a self-contained HTML page (its print CSS inline), in the invoice's language."""
+    style = document.template or default_style()
+    with translation.override(document.language):
+        return render_to_string(style.template_name, {"doc": document, "style": style})
+
+
+def _font_config():
+    """One FontConfiguration per process, shared by every invoice and its cached stylesheets (WeasyPrint
+    wants the stylesheets of a document and the document to use the same one)."""
+    global _FONT_CONFIG
+    if _FONT_CONFIG is None:
+        from weasyprint.text.fonts import FontConfiguration
+
+        _FONT_CONFIG = FontConfiguration()
+    return _FONT_CONFIG
+
+
+_FONT_CONFIG = None
+_STYLE_OPEN, _STYLE_CLOSE = "<style>", "</style>"
+
+
+@functools.lru_cache(maxsize=64)
+def _print_css(css: str):
+    """The parsed print stylesheet and its @counter-style rules, once per distinct stylesheet text per
+    process. The text is the key: it is what a layout, an accent colour, an admin's extra CSS and the
+    language (the page counter's words) make, so two templates that print alike share one entry."""
+    from weasyprint import CSS
+    from weasyprint.css.counters import CounterStyle
+
+    counter_style = CounterStyle()
+    sheet = CSS(
+        string=css, url_fetcher=_refuse_fetch(), font_config=_font_config(), counter_style=counter_style
+    )
+    return sheet, counter_style
+
+
+def _split_style(html: str) -> tuple[str, str | None]:
+    """(the HTML without its first <style> element, that element's CSS), or (html, None) if it has none.
+    The browser's parser ends a <style> at the first </style> too, so this reads the same CSS."""
+    start = html.find(_STYLE_OPEN)
+    end = html.find(_STYLE_CLOSE, start + len(_STYLE_OPEN)) if start >= 0 else -1
+    if end < 0:
+        return html, None
+    return html[:start] + html[end + len(_STYLE_CLOSE) :], html[start + len(_STYLE_OPEN) : end]
+
+
+def document_pdf(html: str) -> tuple[bytes, int, float, float]:
+    """(pdf bytes, pages, layout seconds, write seconds). The HTML's inline print CSS is parsed once per
+    process (``_print_css``) and applied as a stylesheet: what prints is the same as the HTML file."""
+    from weasyprint import HTML
+
+    started = time.perf_counter()
+    body, css = _split_style(html)
+    options: dict[str, Any] = {"font_config": _font_config()}
+    if css is not None:
+        sheet, counter_style = _print_css(css)
+        options.update(stylesheets=[sheet], counter_style=counter_style)
+    rendered = HTML(string=body, url_fetcher=_refuse_fetch()).render(**options)
+    laid_out = time.perf_counter()
+    pdf = rendered.write_pdf()
+    return pdf, len(rendered.pages), laid_out - started, time.perf_counter() - laid_out
+
+
+def render_document(document: InvoiceDocument) -> Rendered:
+    started = time.perf_counter()
+    html = document_html(document)
+    templated = time.perf_counter()
+    pdf, pages, layout, write = document_pdf(html)
+    xml_started = time.perf_counter()
+    xml = invoice_xml(document)
+    return Rendered(
+        html=html.encode(),
+        pdf=pdf,
+        xml=xml,
+        pages=pages,
+        timings={
+            "template": templated - started,
+            "layout": layout,
+            "pdf": write,
+            "xml": time.perf_counter() - xml_started,
+        },
+    )
+
+
+def _store(invoice: Invoice, rendered: Rendered) -> None:
+    for extension, content in (("pdf", rendered.pdf), ("html", rendered.html), ("xml", rendered.xml)):
+        file_field = getattr(invoice, extension)
+        name = invoice.document_path(extension)
+        # A file already at this name is left from an attempt whose transaction rolled back (the invoice
+        # has no documents: the caller checked under its lock).
+        if file_field.storage.exists(name):
+            file_field.storage.delete(name)
+        file_field.save(name, ContentFile(content), save=False)
+        setattr(invoice, f"{extension}_sha256", hashlib.sha256(content).hexdigest())
+
+
+def _render_batch(invoices: list[Invoice], result: RenderResult) -> None:
+    documents = invoice_documents(invoices)
+    for invoice in invoices:
+        try:
+            rendered = render_document(documents[invoice.statement_id])
+        except Exception as exc:  # noqa: BLE001 - one bad document must not stop the others
+            logger.exception("Invoice %s could not be rendered", invoice.number)
+            _record_failure(invoice, f"{type(exc).__name__}: {exc}")
+            result.failed[invoice.statement_id] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
+        with transaction.atomic():
+            locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+            if locked.status != Invoice.Status.RENDERED:
+                _store(locked, rendered)
+                locked.status = Invoice.Status.RENDERED
+                locked.page_count = rendered.pages
+                locked.render_attempts += 1
+                locked.render_error = ""
+                locked.rendered_at = timezone.now()
+                locked.save()
+                _after_rendered(locked)
+        result.rendered.append(invoice.statement_id)
+
+
+def _record_failure(invoice: Invoice, error: str) -> None:
+    Invoice.objects.filter(pk=invoice.pk).exclude(status=Invoice.Status.RENDERED).update(
+        status=Invoice.Status.FAILED, render_error=error[:2000], render_attempts=invoice.render_attempts + 1
+    )
+
+
+def _after_rendered(invoice: Invoice) -> None:
+    """Once the documents are committed, send the invoice's e-mails (invoicing.services.delivery)."""
+    from .delivery import deliveries_queue
+
+    deliveries_queue(invoice_id=invoice.pk)
+
+
+def invoices_render(*, statement_ids: list[int], actor: Any = None) -> RenderResult:
+    """Issue and render the invoices of these bills (see the module docstring). Bills not invoiced by this
+    product (an external biller's statements) are left out of ``rendered`` and named in the note."""
+    result = RenderResult()
+    if not statement_ids:
+        return result
+    invoices_issue(statement_ids=statement_ids, actor=actor)
+    todo = list(
+        Invoice.objects.filter(statement_id__in=statement_ids)
+        .select_related("series", "template")
+        .order_by("pk")
+    )
+    for invoice in todo:
+        if invoice.status == Invoice.Status.RENDERED:
+            result.rendered.append(invoice.statement_id)
+    pending = [i for i in todo if i.status != Invoice.Status.RENDERED]
+    for start in range(0, len(pending), RENDER_BATCH):
+        _render_batch(pending[start : start + RENDER_BATCH], result)
+    skipped = len(set(statement_ids)) - len({i.statement_id for i in todo})
+    notes = []
+    if result.failed:
+        notes.append(f"{len(result.failed)} invoice(s) could not be rendered (retried daily).")
+    if skipped:
+        notes.append(f"{skipped} bill(s) are not invoiced by this product.")
+    result.note = " ".join(notes)
+    return result
+
+
+def invoice_preview(*, statement_id: int, template: InvoiceTemplate | None = None) -> InvoiceDocument:
+    """The document a bill's invoice would be if it were issued now (nothing is written): the admin's
+    preview, before issuing or after a template change. The number reads PREVIEW. Raises
+    Statement.DoesNotExist for a bill this product does not invoice."""
+    statement = (
+        invoiceable(Statement.objects.filter(pk=statement_id))
+        .select_related("account__billing_profile", "corrects")
+        .get()
+    )
+    account_type = statement.account.type
+    draft = invoice_draft(
+        statement=statement,
+        series=pick(series_by_type(), account_type),
+        template=template or pick(templates_by_type(), account_type),
+        number="PREVIEW",
+    )
+    return invoice_documents([draft], preview=True)[statement.pk]
