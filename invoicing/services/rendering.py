@@ -11,6 +11,7 @@ apply to invoices rendered later).
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import logging
 import time
@@ -128,7 +129,24 @@ def document_pdf(html: str) -> tuple[bytes, int, float, float]:
     rendered = HTML(string=body, url_fetcher=_refuse_fetch()).render(**options)
     laid_out = time.perf_counter()
     pdf = rendered.write_pdf()
+    _freeze_long_lived()
     return pdf, len(rendered.pages), laid_out - started, time.perf_counter() - laid_out
+
+
+_FROZEN = False
+
+
+def _freeze_long_lived() -> None:
+    """After the process's first invoice, move every object alive then (Django, the templates, WeasyPrint's
+    fonts and cached stylesheets: they live as long as the process) out of the cyclic garbage collector's
+    view. A render allocates hundreds of thousands of objects, so full collections come often, and each one
+    walked all of those again (bench_invoices, one process: 6.6 -> 7.8 invoices per second, p95 250 ->
+    155 ms). Objects are still freed as usual; only cycles among the frozen ones would stay, and they are
+    meant to stay."""
+    global _FROZEN
+    if not _FROZEN:
+        gc.freeze()
+        _FROZEN = True
 
 
 def render_document(document: InvoiceDocument) -> Rendered:
