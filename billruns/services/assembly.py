@@ -162,6 +162,24 @@ def is_payment(row: FinancialTransaction) -> bool:
     )
 
 
+def bill_amounts(
+    *, previous_balance: Decimal, swept: list[FinancialTransaction], new_charges: Decimal, taxes: Decimal
+) -> dict[str, Decimal]:
+    """A bill's header amounts as the invoice prints them (source 003): the swept rows split into payments
+    (positive: what was received) and adjustments (signed), and total due = previous balance - payments +
+    adjustments + new charges + taxes."""
+    payments = -sum((row.amount for row in swept if is_payment(row)), Decimal(0))
+    adjustments = sum((row.amount for row in swept if not is_payment(row)), Decimal(0))
+    return {
+        "previous_balance": previous_balance,
+        "payments": payments,
+        "adjustments": adjustments,
+        "new_charges": new_charges,
+        "taxes": taxes,
+        "total_due": previous_balance - payments + adjustments + new_charges + taxes,
+    }
+
+
 def _content_hash(amounts: dict[str, Decimal], number: str) -> str:
     content = {k: str(v) for k, v in amounts.items()} | {"number": number}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
@@ -432,19 +450,11 @@ def bills_assemble(
         unit = units[pk]
         profile = unit.billing_profile
         unit_segments, unit_swept = segments.get(pk, []), swept.get(pk, [])
-        amounts = {
-            "previous_balance": previous.get(pk, Decimal(0)),
-            "payments": -sum((row.amount for row in unit_swept if is_payment(row)), Decimal(0)),
-            "adjustments": sum((row.amount for row in unit_swept if not is_payment(row)), Decimal(0)),
-            "new_charges": sum((s.new_charges for s in unit_segments), Decimal(0)),
-            "taxes": sum((s.taxes for s in unit_segments), Decimal(0)),
-        }
-        amounts["total_due"] = (
-            amounts["previous_balance"]
-            - amounts["payments"]
-            + amounts["adjustments"]
-            + amounts["new_charges"]
-            + amounts["taxes"]
+        amounts = bill_amounts(
+            previous_balance=previous.get(pk, Decimal(0)),
+            swept=unit_swept,
+            new_charges=sum((s.new_charges for s in unit_segments), Decimal(0)),
+            taxes=sum((s.taxes for s in unit_segments), Decimal(0)),
         )
         due_date = max(
             bill_date, bill_date + dt.timedelta(days=profile.payment_terms_days + due_date_offset_days)
@@ -461,11 +471,7 @@ def bills_assemble(
             currency=profile.currency,
             status=Statement.Status.OPEN if amounts["total_due"] > 0 else Statement.Status.PAID,
             channel=Channel.ENGINE,
-            content_hash=hashlib.sha256(
-                json.dumps(
-                    {k: str(v) for k, v in amounts.items()} | {"number": number}, sort_keys=True
-                ).encode()
-            ).hexdigest(),
+            content_hash=_content_hash(amounts, number),
             received_at=now,
             **amounts,
         )

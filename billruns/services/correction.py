@@ -13,7 +13,6 @@ corrected period (an adjusting bill) is not part of this version.
 
 from __future__ import annotations
 
-import hashlib
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +28,14 @@ from statements.models import Channel, FinancialTransaction, Statement, Statemen
 from statements.services import transaction_post
 from statements.services.ingest import STATEMENT_SERIES, STATEMENT_SERIES_SPEC
 
-from .assembly import AMOUNT_FIELDS, _previous_balances, engine_biller, is_payment, unswept_rows
+from .assembly import (
+    AMOUNT_FIELDS,
+    _content_hash,
+    _previous_balances,
+    bill_amounts,
+    engine_biller,
+    unswept_rows,
+)
 from .billing import invoice_soon
 
 
@@ -72,19 +78,11 @@ def bill_reverse(*, statement: Statement | int, reason: str, actor: Any = None) 
         .select_related("corrects")
         .order_by("effective_date", "id")
     )
-    amounts = {
-        "previous_balance": _previous_balances([unit.pk], biller).get(unit.pk, Decimal(0)),
-        "payments": -sum((r.amount for r in swept if is_payment(r)), Decimal(0)),
-        "adjustments": sum((r.amount for r in swept if not is_payment(r)), Decimal(0)),
-        "new_charges": -original.new_charges,
-        "taxes": -original.taxes,
-    }
-    amounts["total_due"] = (
-        amounts["previous_balance"]
-        - amounts["payments"]
-        + amounts["adjustments"]
-        + amounts["new_charges"]
-        + amounts["taxes"]
+    amounts = bill_amounts(
+        previous_balance=_previous_balances([unit.pk], biller).get(unit.pk, Decimal(0)),
+        swept=swept,
+        new_charges=-original.new_charges,
+        taxes=-original.taxes,
     )
     number = next_number(STATEMENT_SERIES, STATEMENT_SERIES_SPEC)
     reversal = Statement.objects.create(
@@ -99,7 +97,7 @@ def bill_reverse(*, statement: Statement | int, reason: str, actor: Any = None) 
         currency=original.currency,
         status=Statement.Status.OPEN if amounts["total_due"] > 0 else Statement.Status.PAID,
         channel=Channel.ENGINE,
-        content_hash=hashlib.sha256(f"reversal:{original.pk}:{number}".encode()).hexdigest(),
+        content_hash=_content_hash(amounts, number),
         received_at=timezone.now(),
         corrects=original,
         **amounts,
