@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -57,6 +58,10 @@ class Workers:
             "CELERY_TASK_ALWAYS_EAGER": "false",
             "CELERY_TASK_DEFAULT_QUEUE": self.queue,
             "VAR_DIR": str(self.tmp_path / "var"),
+            # Invoice documents where this test process reads them (tests/conftest.py's folder).
+            "INVOICE_STORAGE_OPTIONS": json.dumps(
+                {"location": str(settings.STORAGES["invoices"]["OPTIONS"]["location"])}
+            ),
             **self.extra_env,
         }
         argv = [
@@ -212,6 +217,35 @@ def test_a_run_whose_worker_is_killed_is_resumed_and_bills_each_account_once(wor
     # The chunks the kill left (being worked, or queued in the dead worker's hands) were done after it.
     left = RunChunk.objects.filter(pk__in=unfinished)
     assert set(left.values_list("status", flat=True)) == {RunChunk.Status.DONE}
+
+
+def test_formatting_on_two_worker_processes_renders_each_invoice_once_with_gapless_numbers(workers):
+    """Formatting in real prefork workers: WeasyPrint in forked processes, two chunks issuing from one gapless
+    counter at once, the files in storage, and the run's print batch task queued by the worker itself."""
+    from invoicing.models import Invoice, InvoiceDelivery, PrintBatch
+
+    definition(chunk_size=8)
+    _base(30)
+    run = billrun_create(bill_as_of_date=JULY_1, transaction_date=JULY_1)
+    workers.start(concurrency=2)
+    billrun_execute(run=run, up_to=Stage.FORMATTING)
+    run = workers.wait_for(lambda: _idle(run), "the run to finish formatting")
+
+    assert run.state == BillingRun.State.COMPLETED, run.last_error
+    assert RunAccount.objects.filter(run=run, status=RunAccount.Status.FORMATTED).count() == 30
+    invoices = Invoice.objects.order_by("number")
+    assert [i.status for i in invoices] == [Invoice.Status.RENDERED] * 30
+    assert [i.number for i in invoices] == [f"INV-{n:08d}" for n in range(1, 31)]
+    assert set(invoices.values_list("statement__run_account__run", flat=True)) == {run.pk}
+    for invoice in invoices[:3]:
+        with invoice.pdf.open("rb") as pdf:
+            assert pdf.read(5) == b"%PDF-"
+    # No contact asks for paper: every copy is in the portal, and the print batch task found nothing to print.
+    assert set(InvoiceDelivery.objects.values_list("method", "status")) == {("portal", "sent")}
+    workers.wait_for(
+        lambda: "invoicing.build_print_batch" in workers.output() or None, "the print batch task"
+    )
+    assert not PrintBatch.objects.exists()
 
 
 def test_a_task_that_always_crashes_its_worker_is_dead_lettered(tmp_path, monkeypatch, settings):
