@@ -18,7 +18,19 @@ $$ LANGUAGE plpgsql;
 """
 
 
-def _pg_statements(table: str, frozen: list[str] | None) -> list[str]:
+def _changes(frozen: list[str], set_once: list[str], also_when: str, *, differs: str) -> str:
+    """The UPDATE condition the trigger refuses: a frozen column changed, a set-once column changed after it
+    was set (from empty), or ``also_when`` (portable SQL over OLD and NEW)."""
+    parts = [f'OLD."{c}" {differs} NEW."{c}"' for c in frozen]
+    parts += [f'(OLD."{c}" <> \'\' AND OLD."{c}" {differs} NEW."{c}")' for c in set_once]
+    if also_when:
+        parts.append(f"({also_when})")
+    return " OR ".join(parts)
+
+
+def _pg_statements(
+    table: str, frozen: list[str] | None, set_once: list[str] = (), also_when: str = ""
+) -> list[str]:
     statements = [
         PG_FUNCTION,
         f'DROP TRIGGER IF EXISTS "{table}_no_delete" ON "{table}"',
@@ -32,7 +44,7 @@ def _pg_statements(table: str, frozen: list[str] | None) -> list[str]:
             f"FOR EACH ROW EXECUTE FUNCTION billing_reject_change()"
         )
     else:
-        condition = " OR ".join(f'OLD."{c}" IS DISTINCT FROM NEW."{c}"' for c in frozen)
+        condition = _changes(frozen, list(set_once), also_when, differs="IS DISTINCT FROM")
         statements.append(
             f'CREATE TRIGGER "{table}_no_update" BEFORE UPDATE ON "{table}" '
             f"FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION billing_reject_change()"
@@ -40,7 +52,9 @@ def _pg_statements(table: str, frozen: list[str] | None) -> list[str]:
     return statements
 
 
-def _sqlite_statements(table: str, frozen: list[str] | None) -> list[str]:
+def _sqlite_statements(
+    table: str, frozen: list[str] | None, set_once: list[str] = (), also_when: str = ""
+) -> list[str]:
     message = f"the table {table} is append-only; post a correcting row instead"
     statements = [
         f'DROP TRIGGER IF EXISTS "{table}_no_delete"',
@@ -54,7 +68,7 @@ def _sqlite_statements(table: str, frozen: list[str] | None) -> list[str]:
             f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
         )
     else:
-        condition = " OR ".join(f'OLD."{c}" IS NOT NEW."{c}"' for c in frozen)
+        condition = _changes(frozen, list(set_once), also_when, differs="IS NOT")
         statements.append(
             f'CREATE TRIGGER "{table}_no_update" BEFORE UPDATE ON "{table}" '
             f"WHEN {condition} BEGIN SELECT RAISE(ABORT, '{message}'); END"
@@ -62,12 +76,15 @@ def _sqlite_statements(table: str, frozen: list[str] | None) -> list[str]:
     return statements
 
 
-def append_only_sql(vendor: str, table: str, frozen: list[str] | None = None) -> list[str]:
-    """SQL that forbids DELETE on ``table`` and UPDATE of ``frozen`` columns (of every column if None)."""
+def append_only_sql(
+    vendor: str, table: str, frozen: list[str] | None = None, set_once: list[str] = (), also_when: str = ""
+) -> list[str]:
+    """SQL that forbids DELETE on ``table`` and UPDATE of ``frozen`` columns (of every column if None), of
+    ``set_once`` text columns once they are not empty, and any UPDATE for which ``also_when`` holds."""
     if vendor == "postgresql":
-        return _pg_statements(table, frozen)
+        return _pg_statements(table, frozen, set_once, also_when)
     if vendor == "sqlite":
-        return _sqlite_statements(table, frozen)
+        return _sqlite_statements(table, frozen, set_once, also_when)
     raise NotImplementedError(f"No append-only guard for the {vendor} database.")
 
 
@@ -79,12 +96,14 @@ def drop_append_only_sql(vendor: str, table: str) -> list[str]:
     return [f'DROP TRIGGER IF EXISTS "{t}"' for t in (f"{table}_no_delete", f"{table}_no_update")]
 
 
-def append_only_operation(table: str, frozen: list[str] | None = None):
+def append_only_operation(
+    table: str, frozen: list[str] | None = None, set_once: list[str] = (), also_when: str = ""
+):
     """A migration operation installing the guard on whichever database the migration runs on."""
     from django.db import migrations
 
     def forwards(apps, schema_editor):
-        for sql in append_only_sql(schema_editor.connection.vendor, table, frozen):
+        for sql in append_only_sql(schema_editor.connection.vendor, table, frozen, set_once, also_when):
             schema_editor.execute(sql, params=None)
 
     def backwards(apps, schema_editor):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.db import connection
@@ -56,7 +57,8 @@ def external_statement() -> Statement:
     return statement
 
 
-def extra_invoices(count: int) -> list[Invoice]:
+def extra_invoices(count: int, *, on: dt.date | None = None) -> list[Invoice]:
+    """``count`` more issued invoices, dated ``on`` (as if issued that day: issued invoices never change)."""
     statements = [
         builders._statement(
             builders.account(name=f"Extra {i}", email=f"extra{i}@example.com"),
@@ -66,15 +68,17 @@ def extra_invoices(count: int) -> list[Invoice]:
         )
         for i in range(count)
     ]
-    return invoices_issue(statement_ids=[s.pk for s in statements])
+    if on is None:
+        return invoices_issue(statement_ids=[s.pk for s in statements])
+    with mock.patch("invoicing.services.issuing.timezone.localdate", return_value=on):
+        return invoices_issue(statement_ids=[s.pk for s in statements])
 
 
 # List and detail -------------------------------------------------------------------------------------------
 
 
 def test_list_shows_invoices_newest_first_with_links(staff, rendered):
-    [older] = extra_invoices(1)
-    Invoice.objects.filter(pk=older.pk).update(invoice_date=dt.date(2026, 1, 5))
+    [older] = extra_invoices(1, on=dt.date(2026, 1, 5))
 
     response = staff[roles.CSR].get(LIST_URL)
 
@@ -95,8 +99,7 @@ def test_list_shows_invoices_newest_first_with_links(staff, rendered):
 
 
 def test_list_filters(staff, rendered):
-    [other] = extra_invoices(1)
-    Invoice.objects.filter(pk=other.pk).update(invoice_date=dt.date(2026, 1, 5))
+    [other] = extra_invoices(1, on=dt.date(2026, 1, 5))
     client = staff[roles.CSR]
 
     def numbers(**params):

@@ -82,3 +82,28 @@ def test_an_issued_invoice_never_changes_rendering_again_or_after_a_template_cha
     invoice.pdf.open("rb")
     assert invoice.pdf.read() == stored
     assert Statement.objects.count() == 1
+
+
+def test_the_database_refuses_to_change_or_delete_an_issued_invoice():
+    from django.db import DatabaseError, transaction
+
+    statement = source_example_bill()
+    invoices_render(statement_ids=[statement.pk])
+    invoice = Invoice.objects.get(statement=statement)
+    changes = [
+        {"number": "INV-99999999"},
+        {"total_due": "1.00"},
+        {"invoice_date": "2020-01-01"},
+        {"pdf": "other.pdf"},
+        {"pdf_sha256": "0" * 64},
+        {"status": Invoice.Status.FAILED},
+    ]
+    for change in changes:
+        with pytest.raises(DatabaseError), transaction.atomic():
+            Invoice.objects.filter(pk=invoice.pk).update(**change)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Invoice.objects.filter(pk=invoice.pk).delete()
+    # What may still change: the rendering bookkeeping.
+    assert Invoice.objects.filter(pk=invoice.pk).update(render_error="") == 1
+    invoice.refresh_from_db()
+    assert invoice.number == "INV-00000001" and invoice.status == Invoice.Status.RENDERED
