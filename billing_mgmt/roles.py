@@ -49,9 +49,29 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         # Invoices: the documents of bills and how each copy was delivered (download PDF, HTML, XML).
         "invoicing.view_invoice",
         "invoicing.view_invoicedelivery",
+        # Payments, adjustments and payment methods: CSRs read them and enter them (payments.services).
+        "payments.view_payment",
+        "payments.add_payment",
+        "payments.view_paymentallocation",
+        "payments.view_adjustment",
+        "payments.add_adjustment",
+        "payments.view_adjustmentreason",
+        "payments.view_paymentmethod",
+        "payments.add_paymentmethod",
+        "payments.change_paymentmethod",
     ),
     # Everything a CSR has, plus approvals added by later features and billing an account now.
-    SUPERVISOR: ("billruns.bill_account", "billruns.topup_wallet", "invoicing.add_invoice"),
+    SUPERVISOR: (
+        "billruns.bill_account",
+        "billruns.topup_wallet",
+        "invoicing.add_invoice",
+        # Adjustments above a CSR's limit wait for a supervisor (maker-checker).
+        "payments.approve_adjustment",
+        "payments.write_off_balance",
+        "payments.add_refund",
+        "payments.view_refund",
+        "payments.view_writeoff",
+    ),
     BILLING_ADMIN: (*(f"{app}.*" for app in PROJECT_APPS), "django_celery_beat.*", "django_celery_results.*"),
     CUSTOMER: (),
 }

@@ -1,19 +1,24 @@
 """Invoice documents as the customer reads them: every field of source 003 in the PDF's text, with the
-right amounts, in English and German; consolidated, detailed and summary invoices; credit notes; the
-compact layout; previews; an admin's CSS that names an external URL; the German catalogue complete."""
+right amounts, in English, German, French and Spanish; consolidated, detailed and summary invoices; credit
+notes; the compact layout; previews; an admin's CSS that names an external URL; French and Spanish credit
+notes and e-mails; every shipped catalogue (de, fr, es) complete, compiled and served."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import subprocess
 from decimal import Decimal
 from pathlib import Path
 
 import pypdf
 import pytest
+from babel.dates import format_date
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_currency
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.test import override_settings
 from django.utils import translation
@@ -29,6 +34,10 @@ from .builders import hierarchy_bill, source_example_bill
 pytestmark = pytest.mark.django_db
 
 LOCALE_DIR = Path(__file__).resolve().parents[2] / "invoicing" / "locale"
+# Every language an invoice can be printed in besides English (the msgids); each has a complete catalogue.
+SHIPPED_LANGUAGES = ("de", "fr", "es")
+PLURAL_EXPRESSIONS = {"de": "(n != 1)", "fr": "(n > 1)", "es": "(n != 1)"}
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 def _document(statement, **changes):
@@ -133,6 +142,167 @@ def test_german_invoice_has_german_labels_amounts_and_dates():
         assert expected in text, expected
     for english in ("Total due", "Previous balance", "Payment slip", "Due date"):
         assert english not in text
+
+
+def _babel(kind, value, locale):
+    """What Babel itself prints for the locale: the invoice must say exactly that."""
+    if kind == "money":
+        return format_currency(Decimal(value), "EUR", locale=locale)
+    return format_date(value, kind, locale=locale)
+
+
+def test_french_invoice_has_french_labels_amounts_and_dates():
+    statement = source_example_bill(name="Camille Dupont", language="fr", locale="fr_FR", currency="EUR")
+    invoice, doc = _document(statement)
+    assert (doc.language, doc.locale, doc.currency) == ("fr", "fr_FR", "EUR")
+    raw = _text(render_document(doc).pdf)
+    total = _babel("money", "355.08", "fr_FR")
+    assert total.startswith("355,08") and total.endswith("€") and " " not in total  # a no-break space
+    assert total in raw
+    text = _flat(raw)
+    for expected in (
+        "Facture",
+        f"Numéro de facture {invoice.number}",
+        f"Numéro de client {statement.account.number}",
+        f"Date de facture {_babel('medium', dt.date(2026, 12, 1), 'fr_FR')}",
+        f"Échéance {_babel('medium', dt.date(2026, 11, 15), 'fr_FR')}",
+        "Période de facturation 1 oct. 2026 – 31 oct. 2026",
+        "Montant dû",
+        f"Solde précédent {_flat(_babel('money', '100.00', 'fr_FR'))}",
+        f"Total à payer {_flat(total)}",
+        f"Merci de régler au plus tard le {_babel('long', dt.date(2026, 11, 15), 'fr_FR')}.",
+        "Mobile 348,00 (25,20 ) 32,28 355,08",
+        "Paiement Card payment (100,00 )",
+        "Voix 780 min 1 000 min 220 min libres",
+        "Coupon de paiement",
+        "Page 1 sur 1",
+    ):
+        assert expected in text, expected
+    for english in (
+        "Total due",
+        "Amount due",
+        "Previous balance",
+        "Payment slip",
+        "Due date",
+        "Invoice date",
+    ):
+        assert english not in text, english
+
+
+def test_spanish_invoice_has_spanish_labels_amounts_and_dates():
+    statement = source_example_bill(name="Lucía Pérez", language="es", locale="es_ES", currency="EUR")
+    invoice, doc = _document(statement)
+    assert (doc.language, doc.locale, doc.currency) == ("es", "es_ES", "EUR")
+    raw = _text(render_document(doc).pdf)
+    total = _babel("money", "355.08", "es_ES")
+    assert total.startswith("355,08") and total.endswith("€") and total in raw
+    text = _flat(raw)
+    for expected in (
+        "Factura",
+        f"Número de factura {invoice.number}",
+        f"Número de cliente {statement.account.number}",
+        f"Fecha de factura {_babel('medium', dt.date(2026, 12, 1), 'es_ES')}",
+        f"Vencimiento {_babel('medium', dt.date(2026, 11, 15), 'es_ES')}",
+        "Periodo de facturación 1 oct 2026 – 31 oct 2026",
+        "Importe a pagar",
+        f"Saldo anterior {_flat(_babel('money', '100.00', 'es_ES'))}",
+        f"Total a pagar {_flat(total)}",
+        f"Pague antes del {_babel('long', dt.date(2026, 11, 15), 'es_ES')}.",
+        "Móvil 348,00 -25,20 32,28 355,08",
+        "Pago Card payment -100,00",
+        "Voz 780 min 1.000 min 220 min libres",
+        "Talón de pago",
+        "Página 1 de 1",
+    ):
+        assert expected in text, expected
+    for english in (
+        "Total due",
+        "Amount due",
+        "Previous balance",
+        "Payment slip",
+        "Due date",
+        "Invoice date",
+    ):
+        assert english not in text, english
+
+
+CREDIT_NOTE_PHRASES = {
+    "fr": (
+        "Avoir",
+        "Rectifie la facture INV-00000007 du 1 oct. 2026",
+        "Solde créditeur (20,00 €)",
+        "Aucun paiement n’est dû.",
+        "Votre avoir",
+    ),
+    "es": (
+        "Factura rectificativa",
+        "Rectifica la factura INV-00000007 de fecha 1 oct 2026",
+        "Saldo a su favor -20,00 €",
+        "No hay ningún importe pendiente de pago.",
+        "Su factura rectificativa",
+    ),
+}
+
+
+@pytest.mark.parametrize("language, locale", [("fr", "fr_FR"), ("es", "es_ES")])
+def test_credit_note_in_french_and_spanish(language, locale):
+    title, corrects, credit_balance, nothing_due, subject_start = CREDIT_NOTE_PHRASES[language]
+    statement = source_example_bill(language=language, locale=locale, currency="EUR")
+    invoice, doc = _document(statement)
+    doc.kind = Invoice.Kind.CREDIT_NOTE
+    doc.corrects_number, doc.corrects_date = "INV-00000007", dt.date(2026, 10, 1)
+    doc.total_due = Decimal("-20.00")
+    text = _flat(_text(render_document(doc).pdf))
+    for phrase in (title, corrects, credit_balance, nothing_due):
+        assert phrase in text, phrase
+    assert "Credit note" not in text and "Corrects invoice" not in text
+    invoice.kind = Invoice.Kind.CREDIT_NOTE
+    with translation.override(language):
+        subject = render_to_string("invoicing/email/invoice_subject.txt", {"invoice": invoice}).strip()
+    assert subject == f"{subject_start} {invoice.number}"
+
+
+EMAIL_PHRASES = {
+    "fr": (
+        "Votre facture",
+        "Bonjour Camille Dupont,",
+        "Montant dû\u202f: {amount}, à régler au plus tard le {due}.",
+        "Madame, Monsieur,",
+    ),
+    "es": (
+        "Su factura",
+        "Estimado/a Camille Dupont:",
+        "Importe a pagar: {amount}, con vencimiento el {due}.",
+        "Estimado/a cliente:",
+    ),
+}
+
+
+@pytest.mark.parametrize("language, locale", [("fr", "fr_FR"), ("es", "es_ES")])
+def test_invoice_email_in_french_and_spanish(language, locale):
+    subject, greeting, due, anonymous_greeting = EMAIL_PHRASES[language]
+    statement = source_example_bill(name="Camille Dupont", language=language, locale=locale, currency="EUR")
+    [invoice] = invoices_issue(statement_ids=[statement.pk])
+    context = {
+        "invoice": invoice,
+        "recipient_name": "Camille Dupont",
+        "payment_url": "https://pay.example.com/",
+        "support_contact": "support@example.com",
+    }
+    with translation.override(language):
+        rendered_subject = render_to_string("invoicing/email/invoice_subject.txt", context).strip()
+        body = render_to_string("invoicing/email/invoice_body.txt", context)
+        html = render_to_string("invoicing/email/invoice_body.html", context)
+        context["recipient_name"] = ""
+        anonymous = render_to_string("invoicing/email/invoice_body.txt", context)
+    assert rendered_subject == f"{subject} {invoice.number}"
+    assert greeting in body and greeting in html
+    amount, due_date = _babel("money", "355.08", locale), _babel("medium", dt.date(2026, 11, 15), locale)
+    assert due.format(amount=amount, due=due_date) in body
+    assert invoice.number in body and _babel("medium", dt.date(2026, 12, 1), locale) in body
+    assert anonymous_greeting in anonymous and "Camille" not in anonymous
+    for english in ("Dear", "please find attached", "Amount due", "Kind regards", "Questions about"):
+        assert english not in body and english not in html, english
 
 
 def test_consolidated_invoice_shows_each_child_and_the_summarized_ones_products():
@@ -292,8 +462,9 @@ def _catalog_of_po(path):
         return read_po(fh)
 
 
-def test_german_catalogue_is_complete_and_compiled():
-    po_path = LOCALE_DIR / "de" / "LC_MESSAGES" / "django.po"
+@pytest.mark.parametrize("language", SHIPPED_LANGUAGES)
+def test_catalogue_is_complete_and_compiled(language):
+    po_path = LOCALE_DIR / language / "LC_MESSAGES" / "django.po"
     mo_path = po_path.with_suffix(".mo")
     catalog = _catalog_of_po(po_path)
     messages = [m for m in catalog if m.id]
@@ -303,6 +474,18 @@ def test_german_catalogue_is_complete_and_compiled():
         strings = message.string if isinstance(message.string, tuple) else (message.string,)
         assert all(strings), message.id
     assert "#, fuzzy" not in po_path.read_text(encoding="utf-8")
+    assert str(catalog.locale) == language
+    assert (catalog.num_plurals, catalog.plural_expr) == (2, PLURAL_EXPRESSIONS[language])
+    for message in messages:
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        assert len(strings) == (2 if len(ids) == 2 else 1), message.id
+        placeholders = {frozenset(PLACEHOLDER.findall(text)) for text in ids + strings}
+        assert len(placeholders) == 1, (message.id, message.string)
+    german = {
+        (m.id, m.context) for m in _catalog_of_po(LOCALE_DIR / "de" / "LC_MESSAGES" / "django.po") if m.id
+    }
+    assert {(m.id, m.context) for m in messages} == german, "every language has the German catalogue's msgids"
     with open(mo_path, "rb") as fh:
         compiled = read_mo(fh)
 
@@ -318,9 +501,32 @@ def test_german_catalogue_is_complete_and_compiled():
     assert actual == expected, "django.mo is out of date: run compilemessages"
 
 
-def test_every_template_string_is_in_the_german_catalogue(tmp_path):
+def test_every_configured_language_but_english_ships_a_catalogue():
+    assert {code for code, _name in settings.LANGUAGES} - {"en"} == set(SHIPPED_LANGUAGES)
+
+
+@pytest.mark.parametrize("language", SHIPPED_LANGUAGES)
+def test_django_serves_the_invoicing_translations(language):
+    """No earlier app's catalogue shadows one of ours (Django prefers the first app that translates a msgid),
+    and plural forms pick the right string."""
+    catalog = _catalog_of_po(LOCALE_DIR / language / "LC_MESSAGES" / "django.po")
+    with translation.override(language):
+        for m in catalog:
+            if not m.id:
+                continue
+            if isinstance(m.id, tuple):
+                for n, index in ((1, 0), (2, 1), (0, 0 if language == "fr" else 1)):
+                    assert translation.ngettext(m.id[0], m.id[1], n) == m.string[index], (m.id, n)
+            elif m.context:
+                assert translation.pgettext(m.context, m.id) == m.string, m.id
+            else:
+                assert translation.gettext(m.id) == m.string, m.id
+
+
+@pytest.mark.parametrize("language", SHIPPED_LANGUAGES)
+def test_every_template_string_is_in_the_catalogue(language, tmp_path):
     """makemessages over the templates finds nothing the catalogue lacks."""
-    catalog_ids = {m.id for m in _catalog_of_po(LOCALE_DIR / "de" / "LC_MESSAGES" / "django.po") if m.id}
+    catalog_ids = {m.id for m in _catalog_of_po(LOCALE_DIR / language / "LC_MESSAGES" / "django.po") if m.id}
     root = Path(__file__).resolve().parents[2]
     from django.utils.translation import template as trans_template
 
