@@ -79,10 +79,19 @@ class BillerAdminForm(forms.ModelForm):
             "drop_folder",
             "pull_interval_minutes",
             "pull_auth_header",
+            "export_mode",
+            "export_url",
+            "export_secret",
         )
+        widgets = {"export_secret": forms.PasswordInput(render_value=True)}
 
     def clean(self):
         cleaned = super().clean()
+        # The same rule as the biller_push_export_needs_url_and_secret constraint, on the missing field.
+        if cleaned.get("export_mode") == Biller.ExportMode.PUSH:
+            for name, what in (("export_url", "an export URL"), ("export_secret", "a signing secret")):
+                if not cleaned.get(name):
+                    self.add_error(name, f"Pushing exports needs {what}.")
         # The same rule as the biller_pull_needs_source constraint, said on the field that is missing.
         if cleaned.get("pull_enabled"):
             if cleaned.get("pull_kind") == Biller.PullKind.FILE_DROP:
@@ -97,6 +106,7 @@ def _biller_state(biller: Biller) -> dict[str, Any]:
     state = _state(biller)
     # The pull credential is a secret: the audit trail records that it changed, not its value.
     state["pull_auth_header"] = "***" if biller.pull_auth_header else ""
+    state["export_secret"] = "***" if biller.export_secret else ""
     return state
 
 

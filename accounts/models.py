@@ -43,6 +43,17 @@ class Biller(models.Model):
         max_length=500, blank=True, help_text="Authorization header value sent to the biller when pulling."
     )
     contact_email = models.EmailField(blank=True)
+
+    class ExportMode(models.TextChoices):
+        POLL = "poll", "The biller reads pending exports from the API"
+        PUSH = "push", "This product POSTs each export to the biller's endpoint"
+
+    # Export: the payments and adjustments CSRs enter for the biller's accounts (docs/payments.md).
+    export_mode = models.CharField(max_length=10, choices=ExportMode.choices, default=ExportMode.POLL)
+    export_url = models.URLField(blank=True, help_text="Push: where each export is POSTed (signed JSON).")
+    export_secret = models.CharField(
+        max_length=200, blank=True, help_text="Push: the shared secret of the HMAC-SHA256 signature."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -54,6 +65,10 @@ class Biller(models.Model):
                 | (Q(pull_kind="http") & ~Q(pull_url=""))
                 | (Q(pull_kind="file_drop") & ~Q(drop_folder="")),
                 name="biller_pull_needs_source",
+            ),
+            models.CheckConstraint(
+                condition=~Q(export_mode="push") | (~Q(export_url="") & ~Q(export_secret="")),
+                name="biller_push_export_needs_url_and_secret",
             ),
         ]
 

@@ -57,4 +57,19 @@ app.conf.beat_schedule = {
         "task": "invoicing.build_print_batch",
         "schedule": crontab(hour=4, minute=0),
     },
+    "retry-payment-exports": {
+        # Payments and adjustments for external billers whose (next) delivery attempt is due.
+        "task": "payments.retry_exports",
+        "schedule": crontab(minute="*"),
+    },
+    "autopay-daily": {
+        # Statements of autopay accounts that fell due are charged through the payment gateway, once each.
+        "task": "payments.run_autopay",
+        "schedule": crontab(hour=6, minute=0),
+    },
+    "reconcile-autopay": {
+        # Charges the gateway did not answer in time are resolved by asking it, never by charging again.
+        "task": "payments.reconcile_autopay",
+        "schedule": crontab(minute="*/15"),
+    },
 }

@@ -238,6 +238,9 @@ SPECTACULAR_SETTINGS = {
         "InvoiceStatusEnum": "invoicing.models.Invoice.Status",
         "InvoiceFormatEnum": "invoicing.models.Invoice.Format",
         "InvoiceDeliveryMethodEnum": "invoicing.models.InvoiceDelivery.Method",
+        # Two "channel" sets: how a statement arrived (its existing name kept) and how a payment was entered.
+        "ChannelEnum": "statements.models.Channel",
+        "PaymentChannelEnum": "payments.models.Payment.Channel",
         "InvoiceDeliveryStatusEnum": "invoicing.models.InvoiceDelivery.Status",
         "InvoiceIssueOutcomeEnum": "invoicing.api.serializers.ISSUE_OUTCOMES",
     },
@@ -287,3 +290,15 @@ INVOICE_NUMBER_PREFIX = env.str("INVOICE_NUMBER_PREFIX", default="INV-")
 # Invoicing (invoicing.content): the function that lists a bill's usage events for detailed invoices. The
 # billing engine has them; invoicing, below it, learns of them through this setting.
 INVOICE_USAGE_EVENTS = "billruns.selectors.invoice_usage_events"
+
+# Payments export to external billers (payments.services): attempts before an export is dead-lettered (the
+# wait doubles from one minute, at most four hours), and the HTTP timeout of each POST to a biller.
+PAYMENTS_EXPORT_MAX_ATTEMPTS = env.int("PAYMENTS_EXPORT_MAX_ATTEMPTS", default=8)
+PAYMENTS_EXPORT_TIMEOUT_SECONDS = env.int("PAYMENTS_EXPORT_TIMEOUT_SECONDS", default=10)
+# Autopay charges through this payment gateway (payments.gateway: the interface and the fake one, whose
+# outcome the card token chooses; a real processor's adapter goes here in production).
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="payments.gateway.FakeGateway")
+# A payment to a prepaid account tops up its wallet: payments (below billruns) learns which accounts are
+# prepaid and how to top up through these two functions of the billing engine.
+PAYMENTS_PREPAID_CHECK = "billruns.selectors.is_prepaid_account"
+PAYMENTS_WALLET_TOPUP = "billruns.services.wallet_topup"

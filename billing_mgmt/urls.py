@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("statements.api.urls")),
     path("", include("billruns.api.urls")),
     path("", include("invoicing.api.urls")),
+    path("", include("payments.api.urls")),
 ]
 
 urlpatterns = [
@@ -23,4 +24,5 @@ urlpatterns = [
     path("statements/", include("statements.urls")),
     path("billing/", include("billruns.urls")),
     path("invoices/", include("invoicing.urls")),
+    path("payments/", include("payments.urls")),
 ]

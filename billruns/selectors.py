@@ -279,3 +279,16 @@ def invoice_usage_events(*, statement_ids: list[int], limit: int) -> dict[int, d
         events.append(UsageEvent(time=time, usage_type=type_name or code, quantity=quantity, unit=unit))
         per[identifier] = (events, count)
     return out
+
+
+def is_prepaid_account(*, account: Account) -> bool:
+    """Whether the account's bill unit pays in advance from a wallet (it or an account billed with it has a
+    prepaid subscription). Payments (settings.PAYMENTS_PREPAID_CHECK) send such an account's payments to its
+    wallet. One query."""
+    unit_id = paying_account(account=account).pk
+    return bool(
+        Account.objects.filter(pk=unit_id)
+        .annotate(has_prepaid=_has_prepaid_subscriptions(unit_id))
+        .values_list("has_prepaid", flat=True)
+        .first()
+    )

@@ -227,6 +227,7 @@ class Adjustment(models.Model):
         PENDING = "pending", "Pending approval"
         POSTED = "posted", "Posted"
         REJECTED = "rejected", "Rejected"
+        REVERSED = "reversed", "Reversed (the biller rejected it)"
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="adjustments")
     direction = models.CharField(max_length=10, choices=Direction.choices)
@@ -247,6 +248,13 @@ class Adjustment(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="adjustment_entry",
+    )
+    reversal = models.OneToOneField(
+        FinancialTransaction,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reversed_adjustment_entry",
     )
     maker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     checker = models.ForeignKey(
@@ -335,3 +343,101 @@ class WriteOff(models.Model):
 
     def __str__(self) -> str:
         return f"Write-off {self.amount} {self.currency} on {self.account_id}"
+
+
+class ExportItem(models.Model):
+    """A payment, payment reversal or adjustment to send to the external biller of the account (an outbox
+    row written in the entry's own transaction). Pushed to the biller's endpoint by a Celery task, or read
+    by the biller from the API; the biller confirms or rejects it. ``export_id`` is stable: a biller that
+    receives an export twice recognises the second."""
+
+    class Kind(models.TextChoices):
+        PAYMENT = "payment", "Payment"
+        PAYMENT_REVERSAL = "payment_reversal", "Payment reversal"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered (awaiting the biller's answer)"
+        CONFIRMED = "confirmed", "Confirmed by the biller"
+        REJECTED = "rejected", "Rejected by the biller"
+        DEAD = "dead", "Failed (gave up; retry from admin)"
+
+    export_id = models.UUIDField(unique=True, editable=False)
+    biller = models.ForeignKey("accounts.Biller", on_delete=models.PROTECT, related_name="exports")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="exports")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    payment = models.ForeignKey(
+        Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="exports"
+    )
+    adjustment = models.ForeignKey(
+        Adjustment, null=True, blank=True, on_delete=models.PROTECT, related_name="exports"
+    )
+    payload = models.JSONField(help_text="What is sent, frozen when the entry was made.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment", "kind"],
+                condition=Q(payment__isnull=False),
+                name="export_one_per_payment_kind",
+            ),
+            models.UniqueConstraint(
+                fields=["adjustment"], condition=Q(adjustment__isnull=False), name="export_one_per_adjustment"
+            ),
+            models.CheckConstraint(
+                condition=Q(payment__isnull=False) | Q(adjustment__isnull=False), name="export_has_an_entry"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="export_due"),
+            models.Index(fields=["biller", "status", "created_at"], name="export_biller_queue"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} export {self.export_id} to {self.biller_id} ({self.status})"
+
+
+class AutopayAttempt(models.Model):
+    """One autopay charge of one statement that fell due: at most one per statement (a unique constraint),
+    so a statement is never charged twice, whatever the beat job or a retried task does."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Being charged"
+        SUCCEEDED = "succeeded", "Paid"
+        DECLINED = "declined", "Declined"
+        UNKNOWN = "unknown", "Unknown (the gateway did not answer; reconciled later)"
+        NO_METHOD = "no_method", "No usable payment method"
+
+    statement = models.OneToOneField(Statement, on_delete=models.PROTECT, related_name="autopay_attempt")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="autopay_attempts")
+    method = models.ForeignKey(
+        PaymentMethod, null=True, blank=True, on_delete=models.PROTECT, related_name="autopay_attempts"
+    )
+    amount = money_field()
+    currency = currency_field()
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    payment = models.OneToOneField(
+        Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="autopay_attempt"
+    )
+    processor_reference = models.CharField(max_length=200, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"], name="autopay_status")]
+
+    def __str__(self) -> str:
+        return f"Autopay of {self.statement_id}: {self.status}"

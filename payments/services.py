@@ -10,26 +10,37 @@ idempotency key: a repeated form submission or API call returns the first entry,
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import json
 import re
+import urllib.error
+import urllib.request
+import uuid
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
-from accounts.models import Account
+from accounts.models import Account, Biller, BillerReference
 from accounts.selectors import paying_account
 from billing_mgmt.audit import audit_record, snapshot
-from billing_mgmt.errors import ApplicationError, Conflict
+from billing_mgmt.errors import ApplicationError, Conflict, NotFound
 from billing_mgmt.money import is_quantized, to_decimal
 from statements.models import AccountBalance, BalanceType, FinancialTransaction, Statement, StatementLine
 from statements.services import transaction_post, transaction_reverse
 
+from .gateway import ChargeOutcome, ChargeResult, GatewayTimeout, gateway
 from .models import (
     Adjustment,
     AdjustmentLimit,
     AdjustmentReason,
+    AutopayAttempt,
+    ExportItem,
     Payment,
     PaymentAllocation,
     PaymentMethod,
@@ -40,7 +51,12 @@ from .models import (
 # Statements a payment may settle.
 OPEN_STATUSES = (Statement.Status.OPEN, Statement.Status.PARTIALLY_PAID, Statement.Status.OVERDUE)
 
-_DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# A card number as people write it, starting as card numbers do (2 to 6: Mastercard, Amex, Diners, JCB, Visa,
+# Discover, UnionPay): 13 to 19 digits in one run, or in groups of four (Amex: 4-6-5) separated by spaces or
+# dashes; never the fraction of a decimal number ("0.2063407529...") or a date ("2026-11-01").
+_DIGIT_RUN = re.compile(
+    r"(?<![\d.,])(?:[2-6]\d{12,18}|[2-6]\d{3}([ -])\d{4}\1\d{4}\1\d{1,7}|3\d{3}([ -])\d{6}\2\d{5})(?!\d)"
+)
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -56,8 +72,9 @@ def _luhn_ok(digits: str) -> bool:
 
 
 def looks_like_card_number(text: str) -> bool:
-    """13 to 19 digits (spaces or dashes allowed between them) that pass the Luhn check: a full card number
-    (PAN). Such input is refused everywhere: this product never holds card numbers."""
+    """13 to 19 digits (spaces or dashes allowed between them) that start as card numbers do and pass the
+    Luhn check: a full card number (PAN). Such input is refused everywhere: this product never holds card
+    numbers."""
     for match in _DIGIT_RUN.finditer(text or ""):
         digits = re.sub(r"\D", "", match.group())
         if 13 <= len(digits) <= 19 and _luhn_ok(digits):
@@ -78,6 +95,13 @@ def refuse_card_numbers(**fields: str) -> None:
     }
     if bad:
         raise ApplicationError(CARD_NUMBER_MESSAGE, code="card_number_refused", fields=bad)
+
+
+def _person(actor: Any):
+    """The user behind an entry, for ``created_by`` (None for a task, a system or a biller's API client)."""
+    if getattr(actor, "is_authenticated", False) and not getattr(actor, "is_api_client", False):
+        return actor
+    return None
 
 
 def _locked_unit(account: Account) -> Account:
@@ -178,7 +202,7 @@ def payment_method_add(
         bank_name=bank_name.strip(),
         description=description.strip(),
         is_default=make_default,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=_person(actor),
     )
     audit_record(
         actor=actor,
@@ -321,6 +345,10 @@ def payment_post(
         raise ApplicationError(
             "A payment cannot be dated in the future.", fields={"payment_date": ["In the future."]}
         )
+    description = f"Payment{f' {reference}' if reference else ''}"[:300]
+    if _is_prepaid(unit):
+        details = (method, reference, channel, idempotency_key, description, actor)
+        return _wallet_payment(unit, value, currency, payment_date, *details), True
     row, _ = transaction_post(
         account=unit,
         kind=FinancialTransaction.Kind.PAYMENT,
@@ -328,7 +356,7 @@ def payment_post(
         currency=currency,
         effective_date=payment_date,
         idempotency_key=f"payment:{idempotency_key}",
-        description=f"Payment{f' {reference}' if reference else ''}"[:300],
+        description=description,
         actor=actor,
     )
     open_statements = list(
@@ -352,15 +380,13 @@ def payment_post(
         transaction=row,
         unallocated=value - sum((take for _, take in plan), Decimal(0)),
         idempotency_key=idempotency_key,
-        # A biller's API client is authenticated but not a user: its payment has no created_by.
-        created_by=actor
-        if getattr(actor, "is_authenticated", False) and not getattr(actor, "is_api_client", False)
-        else None,
+        created_by=_person(actor),  # a biller's API client is authenticated but not a user
     )
     PaymentAllocation.objects.bulk_create(
         PaymentAllocation(payment=payment, statement=s, amount=take) for s, take in plan
     )
     _settle([s for s, _ in plan])
+    _export_payment(payment, plan)
     audit_record(
         actor=actor,
         action="payment.post",
@@ -372,10 +398,39 @@ def payment_post(
     return payment, True
 
 
+def _is_prepaid(unit: Account) -> bool:
+    check = getattr(settings, "PAYMENTS_PREPAID_CHECK", "")
+    return bool(check) and import_string(check)(account=unit)
+
+
+def _wallet_payment(unit, value, currency, payment_date, method, reference, channel, key, description, actor):
+    """A prepaid account's payment goes into its wallet (a WALLET_TOPUP row through the engine's top-up,
+    which also refreshes the wallet's run-out estimate); there is nothing to allocate."""
+    row, _ = import_string(settings.PAYMENTS_WALLET_TOPUP)(
+        account=unit, amount=value, currency=currency, effective_date=payment_date,
+        idempotency_key=f"payment:{key}", description=description, actor=actor,
+    )  # fmt: skip
+    payment = Payment.objects.create(
+        account=unit, amount=value, currency=currency, payment_date=payment_date, method=method,
+        reference=reference.strip(), channel=channel, transaction=row, unallocated=Decimal(0),
+        idempotency_key=key, created_by=_person(actor),
+    )  # fmt: skip
+    audit_record(
+        actor=actor,
+        action="payment.post",
+        obj=payment,
+        after=snapshot(payment, ["amount", "currency", "payment_date", "method", "reference"])
+        | {"wallet": True},
+        account_id=unit.pk,
+    )
+    return payment
+
+
 @transaction.atomic
-def payment_reverse(*, payment: Payment, reason: str, actor: Any = None) -> Payment:
+def payment_reverse(*, payment: Payment, reason: str, actor: Any = None, export: bool = True) -> Payment:
     """Reverse a payment (it bounced, it was entered by mistake): the opposite ledger row, its allocations
-    taken back and the statements it settled open again. A payment is reversed once."""
+    taken back and the statements it settled open again; the biller that received it gets the reversal
+    (``export=False``: the biller itself rejected it). A payment is reversed once."""
     if not (reason or "").strip():
         raise ApplicationError("Say why the payment is reversed.", fields={"reason": ["Required."]})
     _locked_unit(payment.account)
@@ -394,6 +449,8 @@ def payment_reverse(*, payment: Payment, reason: str, actor: Any = None) -> Paym
     payment.reversal_reason = reason.strip()[:300]
     payment.save(update_fields=["status", "reversal", "reversal_reason"])
     _settle(statements)
+    if export:
+        _export_payment_reversal(payment)
     audit_record(
         actor=actor,
         action="payment.reverse",
@@ -440,6 +497,7 @@ def _post_adjustment(adjustment: Adjustment, actor: Any) -> None:
     )
     adjustment.transaction = row
     adjustment.status = Adjustment.Status.POSTED
+    _export_adjustment(adjustment)
 
 
 @transaction.atomic
@@ -639,7 +697,7 @@ def refund_post(
         reason=reason.strip()[:300],
         transaction=row,
         idempotency_key=idempotency_key,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=_person(actor),
     )
     audit_record(
         actor=actor,
@@ -661,6 +719,7 @@ def write_off_post(
         raise ApplicationError("Only a supervisor writes off a balance.", code="not_a_supervisor")
     if not (reason or "").strip():
         raise ApplicationError("Say why the balance is written off.", fields={"reason": ["Required."]})
+    refuse_card_numbers(reason=reason)
     unit = _locked_unit(account)
     value = _valid_amount(amount, currency, unit)
     existing = WriteOff.objects.filter(idempotency_key=idempotency_key).first()
@@ -703,3 +762,485 @@ def write_off_post(
         account_id=unit.pk,
     )
     return write_off, True
+
+
+# --- export to billers (the outbox) --------------------------------------------------------------------
+#
+# An entry for an account billed by an external biller is queued for that biller in the entry's own
+# transaction (an ExportItem with a stable export_id and its payload frozen). Push billers get a signed POST
+# from a Celery task, retried with backoff and dead-lettered after EXPORT_MAX_ATTEMPTS; poll billers read
+# pending exports from the API. Either way the biller confirms or rejects each one; a rejection posts the
+# reversal here and shows on the account page.
+
+EXPORT_MAX_ATTEMPTS_DEFAULT = 8
+EXPORT_TIMEOUT_SECONDS_DEFAULT = 10
+SIGNATURE_HEADER = "X-Billing-Signature"
+
+
+def export_signature(secret: str, body: bytes) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 of the exact body with the biller's secret (the biller computes the same
+    over the bytes it received and compares in constant time)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _external_billers(unit: Account) -> list[Biller]:
+    return [
+        ref.biller
+        for ref in BillerReference.objects.filter(account=unit, biller__kind=Biller.Kind.EXTERNAL)
+        .select_related("biller")
+        .order_by("biller__code")
+    ]
+
+
+def _biller_for(unit: Account, statements: list[Statement]) -> Biller | None:
+    """Whose entry it is: the external biller of the (first) statement it settles or corrects; else the
+    account's only external biller; else none (this product's own: nothing to export)."""
+    for statement in statements:
+        if statement.biller.kind == Biller.Kind.EXTERNAL:
+            return statement.biller
+    billers = _external_billers(unit)
+    return billers[0] if len(billers) == 1 else None
+
+
+def _payload(
+    *,
+    item_id: uuid.UUID,
+    kind: str,
+    biller: Biller,
+    unit: Account,
+    amount: Decimal,
+    currency: str,
+    day: dt.date,
+    **details: Any,
+) -> dict[str, Any]:
+    reference = BillerReference.objects.filter(account=unit, biller=biller).values_list(
+        "external_ref", flat=True
+    )
+    return {
+        "export_id": str(item_id),
+        "type": kind,
+        "account": {"number": unit.number, "reference": reference.first() or ""},
+        "amount": str(amount),
+        "currency": currency,
+        "date": day.isoformat(),
+        **{k: v for k, v in details.items() if v not in (None, "")},
+    }
+
+
+def _queue_export(
+    *, kind: str, biller: Biller, unit: Account, payment=None, adjustment=None, payload
+) -> ExportItem:
+    push = biller.export_mode == Biller.ExportMode.PUSH
+    item = ExportItem.objects.create(
+        export_id=uuid.UUID(payload["export_id"]),
+        biller=biller,
+        account=unit,
+        kind=kind,
+        payment=payment,
+        adjustment=adjustment,
+        payload=payload,
+        next_attempt_at=timezone.now() if push else None,
+    )
+    if push:
+        transaction.on_commit(lambda: _dispatch_export(item.pk))
+    return item
+
+
+def _dispatch_export(item_pk: int) -> None:
+    from .tasks import deliver_export
+
+    deliver_export.delay(item_pk)
+
+
+def _export_payment(payment: Payment, plan: list[tuple[Statement, Decimal]]) -> None:
+    unit = payment.account
+    biller = _biller_for(unit, [s for s, _ in plan])
+    if biller is None:
+        return
+    item_id = uuid.uuid4()
+    payload = _payload(
+        item_id=item_id,
+        kind=ExportItem.Kind.PAYMENT,
+        biller=biller,
+        unit=unit,
+        amount=payment.amount,
+        currency=payment.currency,
+        day=payment.payment_date,
+        reference=payment.reference,
+        method=str(payment.method) if payment.method else "",
+        statements=[
+            {"number": s.number, "external_id": s.external_id, "amount": str(take)}
+            for s, take in plan
+            if s.biller_id == biller.pk
+        ],
+    )
+    _queue_export(kind=ExportItem.Kind.PAYMENT, biller=biller, unit=unit, payment=payment, payload=payload)
+
+
+def _export_payment_reversal(payment: Payment) -> None:
+    original = payment.exports.filter(kind=ExportItem.Kind.PAYMENT).select_related("biller").first()
+    if original is None or original.status == ExportItem.Status.REJECTED:
+        return  # never exported, or the biller refused it: nothing to take back there
+    item_id = uuid.uuid4()
+    payload = _payload(
+        item_id=item_id,
+        kind=ExportItem.Kind.PAYMENT_REVERSAL,
+        biller=original.biller,
+        unit=payment.account,
+        amount=payment.amount,
+        currency=payment.currency,
+        day=timezone.localdate(),
+        reason=payment.reversal_reason,
+        reverses=str(original.export_id),
+    )
+    _queue_export(
+        kind=ExportItem.Kind.PAYMENT_REVERSAL,
+        biller=original.biller,
+        unit=payment.account,
+        payment=payment,
+        payload=payload,
+    )
+
+
+def _export_adjustment(adjustment: Adjustment) -> None:
+    unit = adjustment.account
+    statements = [adjustment.statement] if adjustment.statement_id else []
+    biller = _biller_for(unit, statements)
+    if biller is None:
+        return
+    item_id = uuid.uuid4()
+    payload = _payload(
+        item_id=item_id,
+        kind=ExportItem.Kind.ADJUSTMENT,
+        biller=biller,
+        unit=unit,
+        amount=adjustment.signed_amount,
+        currency=adjustment.currency,
+        day=timezone.localdate(),
+        direction=adjustment.direction,
+        reason_code=adjustment.reason.code,
+        reason=adjustment.reason.name,
+        note=adjustment.note,
+        statement=adjustment.statement.external_id if adjustment.statement_id else "",
+        statement_line=adjustment.statement_line.external_id if adjustment.statement_line_id else "",
+    )
+    _queue_export(
+        kind=ExportItem.Kind.ADJUSTMENT, biller=biller, unit=unit, adjustment=adjustment, payload=payload
+    )
+
+
+def _max_attempts() -> int:
+    return int(getattr(settings, "PAYMENTS_EXPORT_MAX_ATTEMPTS", EXPORT_MAX_ATTEMPTS_DEFAULT))
+
+
+def _backoff(attempts: int) -> dt.timedelta:
+    return dt.timedelta(minutes=min(2 ** (attempts - 1), 240))
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    timeout = int(getattr(settings, "PAYMENTS_EXPORT_TIMEOUT_SECONDS", EXPORT_TIMEOUT_SECONDS_DEFAULT))
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the admin's URL
+        return response.status
+
+
+def export_deliver(*, item_pk: int) -> str:
+    """Push one export to its biller (the task's work). Sends only while it is pending and due, under the
+    row's lock, so a redelivered task or a concurrent retry never sends it twice at once; a biller that
+    receives it twice anyway (a crash after its answer) recognises the export_id. Returns what happened."""
+    with transaction.atomic():
+        item = (
+            ExportItem.objects.select_for_update(of=("self",))
+            .select_related("biller")
+            .filter(pk=item_pk)
+            .first()
+        )
+        if item is None or item.status != ExportItem.Status.PENDING:
+            return "skipped"
+        if item.next_attempt_at and item.next_attempt_at > timezone.now():
+            return "not due"
+        biller = item.biller
+        if biller.export_mode != Biller.ExportMode.PUSH:
+            return "poll"
+        body = json.dumps(item.payload, sort_keys=True, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: export_signature(biller.export_secret, body),
+            "X-Billing-Export-Id": str(item.export_id),
+        }
+        item.attempts += 1
+        try:
+            status = _post(biller.export_url, body, headers)
+            error = "" if 200 <= status < 300 else f"HTTP {status}"
+        except urllib.error.HTTPError as exc:
+            error = f"HTTP {exc.code}"
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        if not error:
+            item.status = ExportItem.Status.DELIVERED
+            item.delivered_at = timezone.now()
+            item.last_error = ""
+            item.next_attempt_at = None
+            outcome = "delivered"
+        elif item.attempts >= _max_attempts():
+            item.status = ExportItem.Status.DEAD
+            item.last_error = error
+            item.next_attempt_at = None
+            outcome = "dead"
+        else:
+            item.last_error = error
+            item.next_attempt_at = timezone.now() + _backoff(item.attempts)
+            outcome = "retrying"
+        item.save(update_fields=["status", "attempts", "delivered_at", "last_error", "next_attempt_at"])
+        if outcome == "dead":
+            audit_record(
+                actor="task:payments.deliver_export",
+                action="export.dead",
+                obj=item,
+                after={"attempts": item.attempts, "error": error},
+                account_id=item.account_id,
+            )
+        return outcome
+
+
+def exports_due() -> list[int]:
+    """Push exports whose (next) attempt is due (the beat job queues them)."""
+    return list(
+        ExportItem.objects.filter(
+            status=ExportItem.Status.PENDING,
+            biller__export_mode=Biller.ExportMode.PUSH,
+            next_attempt_at__lte=timezone.now(),
+        ).values_list("pk", flat=True)[:1000]
+    )
+
+
+@transaction.atomic
+def export_retry(*, item_pk: int, actor: Any) -> ExportItem:
+    """An admin's retry of a dead export: pending again, due now, with a fresh count of attempts."""
+    item = ExportItem.objects.select_for_update().get(pk=item_pk)
+    if item.status != ExportItem.Status.DEAD:
+        raise Conflict(
+            f"Only a failed export is retried (this one is {item.get_status_display()}).", code="not_dead"
+        )
+    item.status, item.attempts, item.next_attempt_at = ExportItem.Status.PENDING, 0, timezone.now()
+    item.save(update_fields=["status", "attempts", "next_attempt_at"])
+    audit_record(actor=actor, action="export.retry", obj=item, account_id=item.account_id)
+    transaction.on_commit(lambda: _dispatch_export(item.pk))
+    return item
+
+
+def _biller_export(biller: Biller, export_id: Any) -> ExportItem:
+    try:
+        key = uuid.UUID(str(export_id))
+    except ValueError:
+        raise NotFound("No such export.", code="not_found") from None
+    item = (
+        ExportItem.objects.select_for_update(of=("self",))
+        .select_related("payment", "adjustment__reason", "account")
+        .filter(export_id=key, biller=biller)
+        .first()
+    )
+    if item is None:
+        raise NotFound("No such export.", code="not_found")
+    return item
+
+
+@transaction.atomic
+def export_acknowledge(*, biller: Biller, export_id: Any) -> ExportItem:
+    """A polling biller took the export (idempotent)."""
+    item = _biller_export(biller, export_id)
+    if item.status in (ExportItem.Status.PENDING, ExportItem.Status.DEAD):
+        item.status, item.delivered_at, item.next_attempt_at = (
+            ExportItem.Status.DELIVERED,
+            timezone.now(),
+            None,
+        )
+        item.save(update_fields=["status", "delivered_at", "next_attempt_at"])
+    return item
+
+
+@transaction.atomic
+def export_answer(
+    *, biller: Biller, export_id: Any, accepted: bool, reason: str = "", actor: Any = None
+) -> ExportItem:
+    """The biller's answer: confirmed, or rejected with a reason, which posts the reversal here (a payment's
+    reversing row; an adjustment's opposite row). The same answer again is harmless; a different one after
+    the first is a conflict."""
+    item = _biller_export(biller, export_id)
+    wanted = ExportItem.Status.CONFIRMED if accepted else ExportItem.Status.REJECTED
+    if item.status in (ExportItem.Status.CONFIRMED, ExportItem.Status.REJECTED):
+        if item.status != wanted:
+            raise Conflict(
+                f"This export was already {item.get_status_display().lower()}.", code="already_answered"
+            )
+        return item
+    if not accepted and not (reason or "").strip():
+        raise ApplicationError("Say why the export is rejected.", fields={"reason": ["Required."]})
+    item.status = wanted
+    item.answered_at = timezone.now()
+    item.delivered_at = item.delivered_at or item.answered_at
+    item.rejection_reason = (reason or "").strip()[:300]
+    item.save(update_fields=["status", "answered_at", "delivered_at", "rejection_reason"])
+    if not accepted:
+        _undo_rejected(item, actor)
+    audit_record(
+        actor=actor,
+        action="export.confirm" if accepted else "export.reject",
+        obj=item,
+        after={"status": item.status, "reason": item.rejection_reason},
+        account_id=item.account_id,
+    )
+    return item
+
+
+def _undo_rejected(item: ExportItem, actor: Any) -> None:
+    why = f"Rejected by {item.biller.name}: {item.rejection_reason}"[:300]
+    if item.kind == ExportItem.Kind.PAYMENT and item.payment.status == Payment.Status.POSTED:
+        payment_reverse(payment=item.payment, reason=why, actor=actor, export=False)
+    elif item.kind == ExportItem.Kind.ADJUSTMENT and item.adjustment.status == Adjustment.Status.POSTED:
+        adjustment = (
+            Adjustment.objects.select_for_update(of=("self",))
+            .select_related("transaction")
+            .get(pk=item.adjustment_id)
+        )
+        row, _ = transaction_reverse(original=adjustment.transaction, reason=why, actor=actor)
+        adjustment.status, adjustment.reversal = Adjustment.Status.REVERSED, row
+        adjustment.save(update_fields=["status", "reversal"])
+
+
+# --- autopay -------------------------------------------------------------------------------------------
+
+
+def autopay_due_statements(*, today: dt.date | None = None) -> list[int]:
+    """Statements of autopay accounts that have fallen due, still owe something and have no autopay attempt
+    yet (the daily beat job charges each once)."""
+    today = today or timezone.localdate()
+    return list(
+        Statement.objects.filter(
+            account__billing_profile__autopay=True,
+            account__status=Account.Status.ACTIVE,
+            status__in=OPEN_STATUSES,
+            due_date__lte=today,
+            autopay_attempt__isnull=True,
+        )
+        .order_by("due_date", "id")
+        .values_list("pk", flat=True)[:5000]
+    )
+
+
+def _autopay_amount(statement: Statement) -> Decimal:
+    """What autopay takes: what the statement still owes, less any amount held by an open dispute."""
+    owed = statement.ledger_amount - _allocated([statement.pk]).get(statement.pk, Decimal(0))
+    return max(owed - statement.disputed_amount, Decimal(0))
+
+
+def _autopay_open(statement_id: int) -> AutopayAttempt | None:
+    """Record the attempt before the gateway is called (its own transaction), so that whatever happens next
+    the statement is never charged again: the unique statement makes a second attempt impossible."""
+    with transaction.atomic():
+        statement = (
+            Statement.objects.select_for_update(of=("self",))
+            .select_related("account")
+            .filter(pk=statement_id)
+            .first()
+        )
+        if statement is None or AutopayAttempt.objects.filter(statement=statement).exists():
+            return None
+        amount = _autopay_amount(statement)
+        if amount <= 0:
+            return None
+        method = (
+            PaymentMethod.objects.filter(account=statement.account, is_default=True, removed_at__isnull=True)
+            .exclude(kind=PaymentMethod.Kind.OTHER)
+            .first()
+        )
+        return AutopayAttempt.objects.create(
+            statement=statement,
+            account=statement.account,
+            method=method,
+            amount=amount,
+            currency=statement.currency,
+            idempotency_key=f"autopay:{statement.pk}",
+            status=AutopayAttempt.Status.PENDING if method else AutopayAttempt.Status.NO_METHOD,
+            message="" if method else "The account has no default card or bank account.",
+            resolved_at=None if method else timezone.now(),
+        )
+
+
+def _autopay_settle(attempt: AutopayAttempt, result: ChargeResult) -> str:
+    with transaction.atomic():
+        attempt = (
+            AutopayAttempt.objects.select_for_update(of=("self",))
+            .select_related("statement", "account", "method")
+            .get(pk=attempt.pk)
+        )
+        if attempt.status not in (AutopayAttempt.Status.PENDING, AutopayAttempt.Status.UNKNOWN):
+            return attempt.status
+        attempt.processor_reference = result.processor_reference[:200]
+        attempt.message = result.message[:300]
+        if result.outcome == ChargeOutcome.SUCCEEDED:
+            payment, _ = payment_post(
+                account=attempt.account,
+                amount=attempt.amount,
+                currency=attempt.currency,
+                idempotency_key=attempt.idempotency_key,
+                method=attempt.method,
+                statement=attempt.statement,
+                reference=f"Autopay {result.processor_reference}"[:100],
+                channel=Payment.Channel.AUTOPAY,
+                actor="task:payments.run_autopay",
+            )
+            attempt.payment, attempt.status = payment, AutopayAttempt.Status.SUCCEEDED
+        elif result.outcome == ChargeOutcome.DECLINED:
+            attempt.status = AutopayAttempt.Status.DECLINED
+        else:
+            attempt.status = AutopayAttempt.Status.UNKNOWN
+        if attempt.status != AutopayAttempt.Status.UNKNOWN:
+            attempt.resolved_at = timezone.now()
+        attempt.save()
+        audit_record(
+            actor="task:payments.run_autopay",
+            action=f"autopay.{attempt.status}",
+            obj=attempt,
+            after={"amount": str(attempt.amount), "message": attempt.message},
+            account_id=attempt.account_id,
+        )
+        return attempt.status
+
+
+def autopay_charge(*, statement_id: int) -> str:
+    """Charge one due statement through the gateway (see the module's autopay notes). Returns the outcome."""
+    attempt = _autopay_open(statement_id)
+    if attempt is None:
+        return "skipped"
+    if attempt.status == AutopayAttempt.Status.NO_METHOD:
+        return attempt.status
+    try:
+        result = gateway().charge(
+            token=attempt.method.token,
+            amount=attempt.amount,
+            currency=attempt.currency,
+            idempotency_key=attempt.idempotency_key,
+        )
+    except GatewayTimeout as exc:
+        result = ChargeResult(ChargeOutcome.UNKNOWN, message=str(exc))
+    return _autopay_settle(attempt, result)
+
+
+def autopay_reconcile(*, older_than: dt.timedelta = dt.timedelta(minutes=5)) -> dict[str, int]:
+    """Resolve attempts the gateway left unknown (and pending ones whose worker died after calling it) by
+    asking the gateway what became of the charge with that idempotency key: never by charging again."""
+    counts: dict[str, int] = {}
+    stale = timezone.now() - older_than
+    for attempt in AutopayAttempt.objects.filter(
+        status__in=[AutopayAttempt.Status.UNKNOWN, AutopayAttempt.Status.PENDING], created_at__lte=stale
+    ).order_by("id")[:1000]:
+        result = gateway().lookup(idempotency_key=attempt.idempotency_key)
+        if result.outcome == ChargeOutcome.UNKNOWN and attempt.status == AutopayAttempt.Status.UNKNOWN:
+            counts["still unknown"] = counts.get("still unknown", 0) + 1
+            continue
+        if result.outcome == ChargeOutcome.UNKNOWN:
+            continue  # pending and the gateway never heard of it yet: look again next time
+        outcome = _autopay_settle(attempt, result)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts

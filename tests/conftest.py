@@ -35,6 +35,32 @@ def _invoice_files(tmp_path_factory):
         yield location
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_card_numbers_in_logs():
+    """Every log record of the whole run is checked: none may carry anything shaped like a card number (tests
+    send some on purpose; the product must refuse them without writing them anywhere)."""
+    import logging
+
+    from payments.services import looks_like_card_number
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                text = record.getMessage()
+            except Exception:  # noqa: BLE001 - a badly formatted record is not ours to judge
+                return
+            if looks_like_card_number(text):
+                seen.append(f"{record.name}: {text[:200]}")
+
+    handler = Collect()
+    logging.getLogger().addHandler(handler)
+    yield
+    logging.getLogger().removeHandler(handler)
+    assert not seen, f"card-number-shaped data was logged: {seen[:5]}"
+
+
 @pytest.fixture(autouse=True)
 def _require_postgresql(request):
     """The suite proves behaviour on the production database; refuse to run quietly on another."""

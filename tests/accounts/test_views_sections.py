@@ -36,11 +36,13 @@ def test_sections_are_registered_by_their_apps():
         "biller-balances": ("main", "Account balances"),
         "statements": ("main", "Statements"),
         "invoices": ("main", "Invoices"),
+        "payments": ("main", "Payments & adjustments"),
         "charts": ("main", "Billing & usage"),
         "subscriptions": ("main", "Subscriptions"),
         "wallet": ("main", "Prepaid wallet"),
         "ledger": ("main", "Ledger"),
         "profile": ("side", "Billing profile"),
+        "payment-methods": ("side", "Payment methods"),
         "freshness": ("side", "Data from billers"),
         "contacts": ("side", "Contacts"),
         "references": ("side", "Biller references"),
@@ -49,12 +51,13 @@ def test_sections_are_registered_by_their_apps():
 
 def test_sections_are_ordered_per_slot():
     side = [s.key for s in account_sections(slot="side")]
-    assert side == ["profile", "freshness", "contacts", "references"]
+    assert side == ["profile", "payment-methods", "freshness", "contacts", "references"]
     main = [s.key for s in account_sections(slot="main")]
     assert main == [
         "biller-balances",
         "statements",
         "invoices",
+        "payments",
         "charts",
         "subscriptions",
         "wallet",

@@ -102,6 +102,11 @@ def test_load_demo_builds_the_demo_world(django_capture_on_commit_callbacks, eag
         f"INV-{n:08d}" for n in range(1, engine_bills.count() + 1)
     ]
     assert "Invoices:" in output
+    # CSRs can try adjustments: reasons, and limits per role and currency.
+    from payments.models import AdjustmentLimit, AdjustmentReason
+
+    assert AdjustmentReason.objects.filter(active=True).count() == 4
+    assert AdjustmentLimit.objects.filter(role__name=roles.CSR).count() == 3
     # Written through the services: numbered and audited.
     assert list(NumberSeries.objects.filter(code="account").values_list("prefix", flat=True)) == ["A"]
     assert AuditRecord.objects.filter(action="account.create").count() == 50

@@ -481,3 +481,24 @@ def test_only_a_supervisor_writes_off_and_not_more_than_is_owed(account, csr_use
     assert write_off.transaction.kind == "write_off" and write_off.transaction.amount == D("-40.00")
     assert AccountBalance.objects.get(account=account).amount == D("0.00")
     assert ledger_mismatches() == []
+
+
+def test_a_payment_to_a_prepaid_account_tops_up_its_wallet(csr_user):
+    from billruns.models import BillingTermScheme
+    from tests.billruns import builders as b
+
+    account = AccountFactory()
+    plan = b.plan()
+    b.recurring(plan, "10.00")
+    sub = b.subscription(account, plan, dt.date(2026, 11, 1))
+    sub.billing_term_scheme = BillingTermScheme.objects.get(kind=BillingTermScheme.Kind.PREPAID)
+    sub.save(update_fields=["billing_term_scheme"])
+    payment, _ = payment_post(
+        account=account, amount="25.00", currency="USD", idempotency_key="w1", actor=csr_user
+    )
+    row = payment.transaction
+    assert (row.kind, row.balance_type, row.amount) == ("wallet_topup", "wallet", D("25.00"))
+    assert not payment.allocations.exists()
+    assert AccountBalance.objects.get(account=account, balance_type="wallet").amount == D("25.00")
+    payment_reverse(payment=payment, reason="Card charged back", actor=csr_user)
+    assert AccountBalance.objects.get(account=account, balance_type="wallet").amount == D("0.00")

@@ -714,6 +714,27 @@ def demo_loaded() -> bool:
     return Biller.objects.filter(code=INTERNAL_BILLER["code"]).exists()
 
 
+def _payment_settings() -> None:
+    """Adjustment reasons and limits, so CSRs can try adjustments (idempotent: kept as an admin left them)."""
+    from django.contrib.auth.models import Group
+
+    from payments.models import AdjustmentLimit, AdjustmentReason
+
+    for code, name, direction in (
+        ("goodwill", "Goodwill credit", "credit"),
+        ("billing-error", "Billing error", "both"),
+        ("late-fee-waiver", "Late fee waived", "credit"),
+        ("missed-charge", "Charge missed on a bill", "debit"),
+    ):
+        AdjustmentReason.objects.get_or_create(code=code, defaults={"name": name, "direction": direction})
+    for role, amount in ((roles.CSR, Decimal("50.00")), (roles.SUPERVISOR, Decimal("500.00"))):
+        group = Group.objects.get(name=role)
+        for currency in ("USD", "EUR", "GBP"):
+            AdjustmentLimit.objects.get_or_create(
+                role=group, currency=currency, defaults={"max_amount": amount}
+            )
+
+
 class Command(BaseCommand):
     help = "Load demo data once (accounts, billers, ledger rows) and make one demo login per role."
 
@@ -776,6 +797,7 @@ class Command(BaseCommand):
             if demo_loaded() and not runs_demo_loaded():
                 load_run_definitions()
                 new_runs = True
+            _payment_settings()
             pulled = demo_pull_biller()
             if pulled is not None:
                 self.stdout.write(
