@@ -645,6 +645,17 @@ def _receivable(unit: Account) -> Decimal:
     return balance.amount if balance else Decimal(0)
 
 
+def _replay(model, key: str, unit: Account, value: Decimal, what: str):
+    """The entry a repeated idempotency key made (None: the key is new); the key with other values is a
+    conflict."""
+    existing = model.objects.filter(idempotency_key=key).first()
+    if existing is not None and (existing.account_id, existing.amount) != (unit.pk, value):
+        raise Conflict(
+            f"This idempotency key was used for a different {what}.", code="idempotency_key_reused"
+        )
+    return existing
+
+
 @transaction.atomic
 def refund_post(
     *,
@@ -662,12 +673,8 @@ def refund_post(
     refuse_card_numbers(reason=reason)
     unit = _locked_unit(account)
     value = _valid_amount(amount, currency, unit)
-    existing = Refund.objects.filter(idempotency_key=idempotency_key).first()
+    existing = _replay(Refund, idempotency_key, unit, value, "refund")
     if existing is not None:
-        if (existing.account_id, existing.amount) != (unit.pk, value):
-            raise Conflict(
-                "This idempotency key was used for a different refund.", code="idempotency_key_reused"
-            )
         return existing, False
     if method is not None and (method.account_id not in (account.pk, unit.pk) or not method.is_usable):
         raise ApplicationError(
@@ -722,12 +729,8 @@ def write_off_post(
     refuse_card_numbers(reason=reason)
     unit = _locked_unit(account)
     value = _valid_amount(amount, currency, unit)
-    existing = WriteOff.objects.filter(idempotency_key=idempotency_key).first()
+    existing = _replay(WriteOff, idempotency_key, unit, value, "write-off")
     if existing is not None:
-        if (existing.account_id, existing.amount) != (unit.pk, value):
-            raise Conflict(
-                "This idempotency key was used for a different write-off.", code="idempotency_key_reused"
-            )
         return existing, False
     owed = _receivable(unit)
     if value > owed:
@@ -752,7 +755,7 @@ def write_off_post(
         reason=reason.strip()[:300],
         transaction=row,
         idempotency_key=idempotency_key,
-        created_by=actor,
+        created_by=_person(actor),
     )
     audit_record(
         actor=actor,
