@@ -30,7 +30,7 @@ from accounts.models import Account, Biller, BillerReference
 from accounts.selectors import paying_account
 from billing_mgmt.audit import audit_record, snapshot
 from billing_mgmt.errors import ApplicationError, Conflict, NotFound
-from billing_mgmt.money import is_quantized, to_decimal
+from billing_mgmt.money import is_quantized, quantize, to_decimal
 from statements.models import AccountBalance, BalanceType, FinancialTransaction, Statement, StatementLine
 from statements.services import transaction_post, transaction_reverse
 
@@ -407,14 +407,27 @@ def _wallet_payment(unit, value, currency, payment_date, method, reference, chan
     """A prepaid account's payment goes into its wallet (a WALLET_TOPUP row through the engine's top-up,
     which also refreshes the wallet's run-out estimate); there is nothing to allocate."""
     row, _ = import_string(settings.PAYMENTS_WALLET_TOPUP)(
-        account=unit, amount=value, currency=currency, effective_date=payment_date,
-        idempotency_key=f"payment:{key}", description=description, actor=actor,
-    )  # fmt: skip
+        account=unit,
+        amount=value,
+        currency=currency,
+        effective_date=payment_date,
+        idempotency_key=f"payment:{key}",
+        description=description,
+        actor=actor,
+    )
     payment = Payment.objects.create(
-        account=unit, amount=value, currency=currency, payment_date=payment_date, method=method,
-        reference=reference.strip(), channel=channel, transaction=row, unallocated=Decimal(0),
-        idempotency_key=key, created_by=_person(actor),
-    )  # fmt: skip
+        account=unit,
+        amount=value,
+        currency=currency,
+        payment_date=payment_date,
+        method=method,
+        reference=reference.strip(),
+        channel=channel,
+        transaction=row,
+        unallocated=Decimal(0),
+        idempotency_key=key,
+        created_by=_person(actor),
+    )
     audit_record(
         actor=actor,
         action="payment.post",
@@ -656,6 +669,41 @@ def _replay(model, key: str, unit: Account, value: Decimal, what: str):
     return existing
 
 
+def _balance_entry(
+    model, kind: str, signed: Decimal, *, unit, currency, reason, idempotency_key, actor, **extra
+):
+    """A refund's or write-off's ledger row (``signed``: its effect on what is owed), the entry and its
+    audit record (in the caller's transaction)."""
+    label = FinancialTransaction.Kind(kind).label
+    row, _ = transaction_post(
+        account=unit,
+        kind=kind,
+        amount=signed,
+        currency=currency,
+        idempotency_key=f"{kind}:{idempotency_key}",
+        description=f"{label}: {reason.strip()}"[:300],
+        actor=actor,
+    )
+    entry = model.objects.create(
+        account=unit,
+        amount=abs(signed),
+        currency=currency,
+        reason=reason.strip()[:300],
+        transaction=row,
+        idempotency_key=idempotency_key,
+        created_by=_person(actor),
+        **extra,
+    )
+    audit_record(
+        actor=actor,
+        action=f"{kind}.post",
+        obj=entry,
+        after=snapshot(entry, ["amount", "currency", "reason"]),
+        account_id=unit.pk,
+    )
+    return entry
+
+
 @transaction.atomic
 def refund_post(
     *,
@@ -682,38 +730,23 @@ def refund_post(
         )
     credit = -_receivable(unit)
     if value > credit:
+        most = quantize(max(credit, Decimal(0)), currency)
         raise ApplicationError(
-            f"The account's credit is {max(credit, Decimal(0))} {currency}: a refund cannot be more.",
+            f"The account's credit is {most} {currency}: a refund cannot be more.",
             code="exceeds_credit",
-            fields={"amount": [f"At most {max(credit, Decimal(0))}."]},
+            fields={"amount": [f"At most {most}."]},
         )
-    row, _ = transaction_post(
-        account=unit,
-        kind=FinancialTransaction.Kind.REFUND,
-        amount=value,
+    return _balance_entry(
+        Refund,
+        FinancialTransaction.Kind.REFUND,
+        value,
+        unit=unit,
         currency=currency,
-        idempotency_key=f"refund:{idempotency_key}",
-        description=f"Refund: {reason.strip()}"[:300],
-        actor=actor,
-    )
-    refund = Refund.objects.create(
-        account=unit,
-        amount=value,
-        currency=currency,
-        method=method,
-        reason=reason.strip()[:300],
-        transaction=row,
+        reason=reason,
         idempotency_key=idempotency_key,
-        created_by=_person(actor),
-    )
-    audit_record(
         actor=actor,
-        action="refund.post",
-        obj=refund,
-        after=snapshot(refund, ["amount", "currency", "reason"]),
-        account_id=unit.pk,
-    )
-    return refund, True
+        method=method,
+    ), True
 
 
 @transaction.atomic
@@ -734,37 +767,22 @@ def write_off_post(
         return existing, False
     owed = _receivable(unit)
     if value > owed:
+        most = quantize(max(owed, Decimal(0)), currency)
         raise ApplicationError(
-            f"The account owes {max(owed, Decimal(0))} {currency}: a write-off cannot be more.",
+            f"The account owes {most} {currency}: a write-off cannot be more.",
             code="exceeds_balance",
-            fields={"amount": [f"At most {max(owed, Decimal(0))}."]},
+            fields={"amount": [f"At most {most}."]},
         )
-    row, _ = transaction_post(
-        account=unit,
-        kind=FinancialTransaction.Kind.WRITE_OFF,
-        amount=-value,
+    return _balance_entry(
+        WriteOff,
+        FinancialTransaction.Kind.WRITE_OFF,
+        -value,
+        unit=unit,
         currency=currency,
-        idempotency_key=f"write-off:{idempotency_key}",
-        description=f"Write-off: {reason.strip()}"[:300],
-        actor=actor,
-    )
-    write_off = WriteOff.objects.create(
-        account=unit,
-        amount=value,
-        currency=currency,
-        reason=reason.strip()[:300],
-        transaction=row,
+        reason=reason,
         idempotency_key=idempotency_key,
-        created_by=_person(actor),
-    )
-    audit_record(
         actor=actor,
-        action="write_off.post",
-        obj=write_off,
-        after=snapshot(write_off, ["amount", "currency", "reason"]),
-        account_id=unit.pk,
-    )
-    return write_off, True
+    ), True
 
 
 # --- export to billers (the outbox) --------------------------------------------------------------------

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from accounts.api.permissions import caller_biller, is_api_client
 from billing_mgmt.api.schema import error_responses
+from billing_mgmt.errors import ApplicationError
 
 from ..models import ExportItem
 from ..services import export_acknowledge, export_answer
@@ -70,8 +71,6 @@ class ExportListView(generics.ListAPIView):
         wanted = self.request.query_params.get("status", "").strip()
         if wanted:
             if wanted not in ExportItem.Status.values:
-                from billing_mgmt.errors import ApplicationError
-
                 raise ApplicationError(
                     "Unknown status.", fields={"status": [f"One of {', '.join(ExportItem.Status.values)}."]}
                 )
