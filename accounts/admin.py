@@ -1,9 +1,10 @@
-"""Admin for billing admins: billers and their API keys, accounts with profile, contacts and references, and
-account groups (billing runs may be filtered to a group's accounts).
+"""Admin for billing admins: billers and their API keys, accounts with profile, contacts and references,
+account groups (billing runs may be filtered to a group's accounts) and billing suspensions (read-only
+history; resumed through the service).
 
-Writes that mean something go through the services (API keys) or reproduce their rules and write the same
-audit records (accounts: number from the numbering service, hierarchy checks, audit in the admin's
-transaction; Django admin wraps each add/change in one transaction).
+Writes that mean something go through the services (API keys, resuming billing) or reproduce their rules and
+write the same audit records (accounts: number from the numbering service, hierarchy checks, audit in the
+admin's transaction; Django admin wraps each add/change in one transaction).
 """
 
 from __future__ import annotations
@@ -27,8 +28,23 @@ from billing_mgmt.errors import ApplicationError
 from billing_mgmt.money import CurrencyError, quantize
 from billing_mgmt.numbering import next_number
 
-from .models import Account, AccountGroup, Biller, BillerApiKey, BillerReference, BillingProfile, Contact
-from .services import ACCOUNT_SERIES, biller_api_key_create, biller_api_key_revoke, check_hierarchy
+from .models import (
+    Account,
+    AccountGroup,
+    Biller,
+    BillerApiKey,
+    BillerReference,
+    BillingProfile,
+    BillingSuspension,
+    Contact,
+)
+from .services import (
+    ACCOUNT_SERIES,
+    biller_api_key_create,
+    biller_api_key_revoke,
+    billing_resume,
+    check_hierarchy,
+)
 
 # Timestamps change on every save; leaving them out makes "nothing changed" saves write no audit record.
 _VOLATILE = {"created_at", "updated_at"}
@@ -477,3 +493,100 @@ class AccountGroupAdmin(admin.ModelAdmin):
                 actor=request.user, action="account_group.delete", obj=group, before=_group_state(group)
             )
         super().delete_queryset(request, queryset)
+
+
+# --- Billing suspensions ----------------------------------------------------------------------------------
+
+
+class SuspensionStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return (("open", "Open (billing suspended)"), ("ended", "Ended (billing resumed)"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(ended_at__isnull=True)
+        if self.value() == "ended":
+            return queryset.filter(ended_at__isnull=False)
+        return queryset
+
+
+@admin.register(BillingSuspension)
+class BillingSuspensionAdmin(ReadOnlyAdmin):
+    """Billing runs skip a suspended account (exception ``billing_suspended``) and bill now refuses it. A
+    suspension starts when a supervisor approves a "suspend billing" case; it is history here (read-only),
+    and the one change is **Resume billing**, through accounts.services.billing_resume (audited)."""
+
+    list_display = (
+        "account_link",
+        "is_open_display",
+        "reason",
+        "reference",
+        "started_at",
+        "started_by",
+        "ended_at",
+        "ended_by",
+    )
+    list_select_related = ("account", "started_by", "ended_by")
+    list_filter = (SuspensionStateFilter, "started_at")
+    search_fields = ("=account__number", "=reference", "account__name")
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    fields = (
+        "account_link",
+        "is_open_display",
+        "reason",
+        "reference",
+        "started_at",
+        "started_by",
+        "ended_at",
+        "ended_by",
+        "end_note",
+    )
+    readonly_fields = fields
+    actions = ["resume_billing"]
+
+    @admin.display(description="Account", ordering="account__number")
+    def account_link(self, obj: BillingSuspension) -> str:
+        return format_html(
+            '<a href="{}">{} {}</a>',
+            reverse("account-detail", args=[obj.account.number]),
+            obj.account.number,
+            obj.account.name,
+        )
+
+    @admin.display(description="Suspended now", boolean=True)
+    def is_open_display(self, obj: BillingSuspension) -> bool:
+        return obj.is_open
+
+    def has_resume_permission(self, request) -> bool:
+        return request.user.has_perm("accounts.change_billingsuspension")
+
+    @admin.action(description="Resume billing of the selected accounts", permissions=["resume"])
+    def resume_billing(self, request, queryset) -> None:
+        resumed = 0
+        for suspension in queryset.select_related("account"):
+            if not suspension.is_open:
+                self.message_user(
+                    request,
+                    f"Account {suspension.account.number}: this suspension already ended.",
+                    messages.WARNING,
+                )
+                continue
+            try:
+                billing_resume(
+                    account=suspension.account, note="Resumed in Django admin.", actor=request.user
+                )
+            except ApplicationError as exc:
+                number = suspension.account.number
+                self.message_user(request, f"Account {number}: {exc.message}", messages.WARNING)
+                continue
+            resumed += 1
+        if resumed:
+            self.message_user(
+                request,
+                f"Billing resumed for {resumed} account(s); the next billing run bills them.",
+                messages.SUCCESS,
+            )

@@ -322,3 +322,44 @@ class AccountGroup(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BillingSuspension(models.Model):
+    """Billing of an account is suspended (source 002's "Suspend Billing" service process, once approved):
+    billing runs skip the account with the exception ``billing_suspended`` until someone resumes it. At most
+    one suspension is open per account; a resumed one stays as history."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="billing_suspensions")
+    reason = models.CharField(max_length=300)
+    reference = models.CharField(
+        max_length=60, blank=True, help_text="What decided it, e.g. the tracking number of the case."
+    )
+    started_at = models.DateTimeField()
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    end_note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["account", "-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(ended_at__isnull=True), name="one_open_billing_suspension"
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
+                name="billing_suspension_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "open" if self.ended_at is None else "ended"
+        return f"Billing suspension of {self.account_id} ({state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None

@@ -12,7 +12,7 @@ from billing_mgmt.audit import audit_record, snapshot
 from billing_mgmt.errors import ApplicationError, Conflict
 from billing_mgmt.numbering import SeriesSpec, next_number
 
-from .models import Account, Biller, BillerApiKey, BillerReference, BillingProfile, Contact
+from .models import Account, Biller, BillerApiKey, BillerReference, BillingProfile, BillingSuspension, Contact
 
 ACCOUNT_SERIES = SeriesSpec(name="Account numbers", prefix="A", padding=8)
 
@@ -248,3 +248,62 @@ def biller_api_key_revoke(*, key: BillerApiKey, actor: Any = None) -> BillerApiK
             after={"revoked_at": key.revoked_at.isoformat()},
         )
     return key
+
+
+# --- billing suspensions ----------------------------------------------------------------------------------
+
+
+def _user(actor: Any):
+    if getattr(actor, "is_authenticated", False) and not getattr(actor, "is_api_client", False):
+        return actor
+    return None
+
+
+@transaction.atomic
+def billing_suspend(*, account: Account, reason: str, reference: str = "", actor: Any) -> BillingSuspension:
+    """Suspend billing of the account: billing runs skip it (exception ``billing_suspended``) until it is
+    resumed. Suspending an account that is already suspended is refused (there is one open suspension)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("Say why billing is suspended.", fields={"reason": ["Required."]})
+    Account.objects.select_for_update(of=("self",)).get(pk=account.pk)
+    if BillingSuspension.objects.filter(account=account, ended_at__isnull=True).exists():
+        raise Conflict(f"Billing of account {account.number} is already suspended.", code="already_suspended")
+    suspension = BillingSuspension.objects.create(
+        account=account,
+        reason=reason[:300],
+        reference=(reference or "")[:60],
+        started_at=timezone.now(),
+        started_by=_user(actor),
+    )
+    audit_record(
+        actor=actor,
+        action="billing.suspend",
+        obj=suspension,
+        after={"reason": suspension.reason, "reference": suspension.reference},
+        account_id=account.pk,
+    )
+    return suspension
+
+
+@transaction.atomic
+def billing_resume(*, account: Account, note: str = "", actor: Any) -> BillingSuspension:
+    """End the account's open billing suspension: the next billing run bills it again (from where its
+    subscriptions were billed through, so the suspended period is billed then unless it was credited)."""
+    Account.objects.select_for_update(of=("self",)).get(pk=account.pk)
+    suspension = BillingSuspension.objects.filter(account=account, ended_at__isnull=True).first()
+    if suspension is None:
+        raise Conflict(f"Billing of account {account.number} is not suspended.", code="not_suspended")
+    suspension.ended_at = timezone.now()
+    suspension.ended_by = _user(actor)
+    suspension.end_note = (note or "").strip()[:300]
+    suspension.save(update_fields=["ended_at", "ended_by", "end_note"])
+    audit_record(
+        actor=actor,
+        action="billing.resume",
+        obj=suspension,
+        before={"ended_at": None},
+        after={"ended_at": suspension.ended_at.isoformat(), "note": suspension.end_note},
+        account_id=account.pk,
+    )
+    return suspension

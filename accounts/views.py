@@ -12,8 +12,10 @@ from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from billing_mgmt.roles import CUSTOMER, has_role, is_staff_member
 from billing_mgmt.sections import (
     HEADER,
     MAIN,
@@ -34,10 +36,21 @@ RECENT_SESSION_KEY = "csr_recent_accounts"
 RECENT_KEPT = 8
 
 
+def _is_customer(user) -> bool:
+    """A logged-in customer (portal user) without a staff role: their pages are the portal's."""
+    return user.is_authenticated and not is_staff_member(user) and has_role(user, CUSTOMER)
+
+
 class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     authentication_form = LoginForm
     redirect_authenticated_user = True
+
+    def get_default_redirect_url(self) -> str:
+        # Customers who log in here (without a ``next``) belong in the portal, not on a 403 page.
+        if _is_customer(self.request.user):
+            return reverse("portal:home")
+        return super().get_default_redirect_url()
 
 
 def _recent_accounts(request: HttpRequest) -> list[dict[str, str]]:
@@ -51,9 +64,15 @@ def _remember_account(request: HttpRequest, account: Account) -> None:
     request.session[RECENT_SESSION_KEY] = [entry, *recent][:RECENT_KEPT]
 
 
-@staff_required
 @require_GET
 def csr_home(request: HttpRequest) -> HttpResponse:
+    if _is_customer(request.user):
+        return redirect("portal:home")
+    return _csr_home(request)
+
+
+@staff_required
+def _csr_home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/search.html",

@@ -52,6 +52,11 @@ app.conf.beat_schedule = {
         "task": "invoicing.retry_due_deliveries",
         "schedule": crontab(minute="*/5"),
     },
+    "send-due-case-emails": {
+        # Case e-mails whose task was lost (not sent ten minutes after the event).
+        "task": "disputes.send_due_case_emails",
+        "schedule": crontab(minute="*/10"),
+    },
     "print-batch-nightly": {
         # Paper invoices not taken by a billing run's batch: one merged PDF per day ("day-YYYY-MM-DD").
         "task": "invoicing.build_print_batch",

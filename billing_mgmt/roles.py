@@ -59,6 +59,15 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "payments.view_paymentmethod",
         "payments.add_paymentmethod",
         "payments.change_paymentmethod",
+        # Cases and disputes (disputes.services): CSRs raise and work them; supervisors decide.
+        "disputes.view_serviceprocess",
+        "disputes.view_case",
+        "disputes.add_case",
+        "disputes.change_case",
+        "disputes.view_caseevent",
+        "disputes.view_dispute",
+        "disputes.add_dispute",
+        "accounts.view_billingsuspension",
     ),
     # Everything a CSR has, plus approvals added by later features and billing an account now.
     SUPERVISOR: (
@@ -71,6 +80,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "payments.add_refund",
         "payments.view_refund",
         "payments.view_writeoff",
+        # Approving or rejecting due-date extensions and billing suspensions (and resuming billing), and
+        # resolving disputes (a credit in full or in part, or a rejection).
+        "disputes.decide_case",
+        "disputes.resolve_dispute",
     ),
     BILLING_ADMIN: (*(f"{app}.*" for app in PROJECT_APPS), "django_celery_beat.*", "django_celery_results.*"),
     CUSTOMER: (),

@@ -119,12 +119,26 @@ def account_sections(*, user=None, slot: str | None = None) -> list[AccountSecti
 # about this statement (the panel is then left out).
 
 
+@dataclass(frozen=True)
+class LineAction:
+    """A small link a panel adds to one statement line's row: an action ("Dispute") or, with ``badge``, a
+    state that links to more ("Disputed", to its case). ``description`` is read to screen readers after the
+    label (e.g. "line 2, Roaming"), since the visible label alone does not say which line it is about."""
+
+    label: str
+    url: str
+    badge: bool = False
+    description: str = ""
+
+
 @dataclass
 class RenderedPanel:
-    """A panel's HTML and, per statement line id, the anchors (ids in ``html``) that explain that line."""
+    """A panel's HTML; per statement line id, the anchors (ids in ``html``) that explain that line; and per
+    line id, the actions the panel adds to that line's row (label + url, shown beside the line)."""
 
     html: str
     line_anchors: dict[int, list[str]] = field(default_factory=dict)
+    line_actions: dict[int, list[LineAction]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "payments",
     "disputes",
     "invoicing",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 PRODUCT_NAME = env.str("PRODUCT_NAME", default="Billing Management")
 SUPPORT_CONTACT = env.str("SUPPORT_CONTACT", default="support@example.com")
 PAYMENT_URL = env.str("PAYMENT_URL", default="https://pay.example.com/")
+# Where customers follow their cases (linked from case e-mails): the portal on this site.
+PORTAL_URL = env.str("PORTAL_URL", default="http://127.0.0.1:8000/portal/")
 
 # Celery: embedded filesystem broker unless CELERY_BROKER_URL is set; results in the database.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

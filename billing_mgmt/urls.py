@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("billruns.api.urls")),
     path("", include("invoicing.api.urls")),
     path("", include("payments.api.urls")),
+    path("", include("disputes.api.urls")),
 ]
 
 urlpatterns = [
@@ -25,4 +26,6 @@ urlpatterns = [
     path("billing/", include("billruns.urls")),
     path("invoices/", include("invoicing.urls")),
     path("payments/", include("payments.urls")),
+    path("portal/", include("portal.urls")),
+    path("cases/", include("disputes.urls")),
 ]

@@ -497,10 +497,12 @@ def adjustment_limit(*, user: Any, currency: str) -> Decimal | None:
     )
 
 
-def _post_adjustment(adjustment: Adjustment, actor: Any) -> None:
+def _post_adjustment(
+    adjustment: Adjustment, actor: Any, kind: str = FinancialTransaction.Kind.ADJUSTMENT
+) -> None:
     row, _ = transaction_post(
         account=adjustment.account,
-        kind=FinancialTransaction.Kind.ADJUSTMENT,
+        kind=kind,
         amount=adjustment.signed_amount,
         currency=adjustment.currency,
         effective_date=timezone.localdate(),
@@ -586,6 +588,70 @@ def adjustment_request(
         obj=adjustment,
         after=snapshot(adjustment, ["direction", "amount", "currency", "reason", "status", "statement"])
         | {"limit": None if limit is None else str(limit)},
+        account_id=unit.pk,
+    )
+    return adjustment, True
+
+
+@transaction.atomic
+def adjustment_post_decided(
+    *,
+    account: Account,
+    amount: Any,
+    currency: str,
+    reason: AdjustmentReason,
+    idempotency_key: str,
+    maker: Any,
+    checker: Any,
+    note: str = "",
+    statement: Statement | None = None,
+    statement_line: StatementLine | None = None,
+    kind: str = FinancialTransaction.Kind.ADJUSTMENT,
+) -> tuple[Adjustment, bool]:
+    """A credit decided by someone entitled to decide it (a supervisor resolving a dispute): posted at once,
+    with who asked for it (``maker``) and who decided (``checker``), its ledger row of ``kind`` and its export
+    to the biller, like any adjustment. The caller checked the checker's permission. Returns (adjustment,
+    created); a repeated key returns the first one."""
+    if not getattr(checker, "is_authenticated", False):
+        raise ApplicationError(
+            "A decided adjustment needs the person who decided it.", code="checker_required"
+        )
+    refuse_card_numbers(note=note)
+    unit = _locked_unit(account)
+    value = _valid_amount(amount, currency, unit)
+    existing = Adjustment.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        if (existing.account_id, existing.amount) != (unit.pk, value):
+            raise Conflict(
+                "This idempotency key was used for a different adjustment.", code="idempotency_key_reused"
+            )
+        return existing, False
+    if not getattr(maker, "is_authenticated", False) or maker.pk == checker.pk:
+        maker, checker = checker, None  # the decider made it (no separate maker to check)
+    adjustment = Adjustment(
+        account=unit,
+        direction=Adjustment.Direction.CREDIT,
+        amount=value,
+        currency=currency,
+        reason=reason,
+        note=note.strip()[:300],
+        statement=statement,
+        statement_line=statement_line,
+        status=Adjustment.Status.PENDING,
+        maker=maker,
+        checker=checker,
+        decided_at=timezone.now(),
+        idempotency_key=idempotency_key,
+    )
+    adjustment.save()
+    _post_adjustment(adjustment, checker or maker, kind=kind)
+    adjustment.save(update_fields=["transaction", "status"])
+    audit_record(
+        actor=checker or maker,
+        action="adjustment.post",
+        obj=adjustment,
+        after=snapshot(adjustment, ["direction", "amount", "currency", "reason", "status", "statement"])
+        | {"decided": True},
         account_id=unit.pk,
     )
     return adjustment, True

@@ -36,6 +36,16 @@ def _invoice_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    """Test users' passwords are hashed with a fast hasher: production's PBKDF2 (a million rounds, on purpose)
+    would spend most of a test's time creating its users. Logging in still checks the password."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_card_numbers_in_logs():
     """Every log record of the whole run is checked: none may carry anything shaped like a card number (tests
     send some on purpose; the product must refuse them without writing them anywhere)."""

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, BillingSuspension
 from accounts.selectors import paying_account
 from billing_mgmt.errors import ApplicationError
 
@@ -98,6 +98,13 @@ def _bill(
     profile = getattr(unit, "billing_profile", None)
     if profile is None:
         raise ApplicationError(f"Account {unit.number} has no billing profile.", code="no_billing_profile")
+    suspension = BillingSuspension.objects.filter(account=unit, ended_at__isnull=True).first()
+    if suspension is not None and not preview:
+        raise ApplicationError(
+            f"Billing of account {unit.number} is suspended since {suspension.started_at:%Y-%m-%d}"
+            f"{f' ({suspension.reference})' if suspension.reference else ''}; resume it to bill now.",
+            code="billing_suspended",
+        )
     subscriptions = bill_unit_subscriptions(unit=unit)
     problems = _rate_all(subscriptions, bill_as_of, profile.currency)
     try:

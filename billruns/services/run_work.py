@@ -35,7 +35,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import BillingProfile
+from accounts.models import BillingProfile, BillingSuspension
 from accounts.selectors import bill_unit_members
 from billing_mgmt.bulk import set_columns
 from invoicing.models import Invoice
@@ -136,12 +136,26 @@ def _rate(run: BillingRun, unit_ids: list[int]) -> None:
     currencies = dict(
         BillingProfile.objects.filter(account_id__in=units).values_list("account_id", "currency")
     )
+    suspended = {
+        s.account_id: s for s in BillingSuspension.objects.filter(account_id__in=units, ended_at__isnull=True)
+    }
     problems: list[Problem] = []
     ratable: list[int] = []
     unit_of_subscription = {}
     for unit in units:
         if unit not in currencies:
             problems.append(Problem(unit, "no_billing_profile", "The account has no billing profile."))
+            continue
+        if unit in suspended:
+            s = suspended[unit]
+            problems.append(
+                Problem(
+                    unit,
+                    "billing_suspended",
+                    f"Billing is suspended since {s.started_at:%Y-%m-%d}"
+                    f"{f' ({s.reference})' if s.reference else ''}: {s.reason}",
+                )
+            )
             continue
         for pk in by_unit.get(unit, []):
             _, _, currency, identifier = rows[pk]

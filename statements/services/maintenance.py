@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from billing_mgmt.audit import audit_record
@@ -100,6 +100,10 @@ def statements_mark_overdue(
     today = today or timezone.localdate()
     due = Statement.objects.filter(
         status__in=(Statement.Status.OPEN, Statement.Status.PARTIALLY_PAID), due_date__lt=today
+    ).exclude(
+        # Held out of collections: a statement whose open disputes hold all its charges is not overdue.
+        disputed_amount__gt=0,
+        disputed_amount__gte=F("new_charges") + F("taxes"),
     )
     request_id = current_request_id()
     changed = 0

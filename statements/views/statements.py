@@ -97,6 +97,8 @@ def statement_detail(request: HttpRequest, number: str, pk: int) -> HttpResponse
     ]
     for line in lines:
         line.explained_by = [anchor for _, out in panels for anchor in out.line_anchors.get(line.pk, ())]
+        # Per-line actions of panels (e.g. the disputes panel's "Dispute" link or "Disputed" badge).
+        line.actions = [action for _, out in panels for action in out.line_actions.get(line.pk, ())]
     # The bill's arithmetic, top to bottom (payments received lower what is due, so they show negative).
     summary = [
         ("Previous balance", statement.previous_balance),

@@ -54,12 +54,17 @@ def test_anonymous_htmx_request_redirects_the_whole_page(client, account_factory
     assert response.content == b""
 
 
-@pytest.mark.parametrize("url_name", ["csr-home", "account-search"])
-def test_customer_gets_403(client, customer_user, url_name):
+def test_customer_gets_403_on_csr_pages(client, customer_user):
     client.force_login(customer_user)
-    response = client.get(reverse(url_name), {"q": "x"})
+    response = client.get(reverse("account-search"), {"q": "x"})
     assert response.status_code == 403
     assert "You don’t have access to this page" in response.content.decode()
+
+
+def test_a_customer_at_the_csr_home_goes_to_the_portal(client, customer_user):
+    client.force_login(customer_user)
+    response = client.get(reverse("csr-home"))
+    assert (response.status_code, response["Location"]) == (302, reverse("portal:home"))
 
 
 def test_customer_cannot_open_account_page_or_section(client, customer_user, account_factory):

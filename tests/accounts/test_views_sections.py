@@ -33,10 +33,13 @@ def test_sections_are_registered_by_their_apps():
     keys = {s.key: (s.slot, s.title) for s in account_sections()}
     assert keys == {
         "balance": ("header", "Balance"),
+        "past-due": ("header", "Past due"),
         "biller-balances": ("main", "Account balances"),
         "statements": ("main", "Statements"),
         "invoices": ("main", "Invoices"),
         "payments": ("main", "Payments & adjustments"),
+        "cases": ("main", "Cases"),
+        "disputes": ("main", "Disputes"),
         "charts": ("main", "Billing & usage"),
         "subscriptions": ("main", "Subscriptions"),
         "wallet": ("main", "Prepaid wallet"),
@@ -58,6 +61,8 @@ def test_sections_are_ordered_per_slot():
         "statements",
         "invoices",
         "payments",
+        "cases",
+        "disputes",
         "charts",
         "subscriptions",
         "wallet",

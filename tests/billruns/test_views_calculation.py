@@ -199,7 +199,8 @@ def test_queries_do_not_grow_with_lines(csr_client, billed, django_assert_max_nu
     _get(csr_client, small)  # the first view writes the session
     # The statement page's eight (session, user, groups, permissions (2), statement, lines, usage) and the
     # panel's two: the statement's segments with their subscriptions, their calculation lines; the Invoice
-    # panel's one (the bill's invoice: none here; its deliveries are a second one when it has one).
-    with django_assert_max_num_queries(11):
+    # panel's one (the bill's invoice: none here; its deliveries are a second one when it has one); the
+    # Disputes panel's one (the statement's disputes).
+    with django_assert_max_num_queries(12):
         _get(csr_client, big)
     assert _queries(csr_client, small) == _queries(csr_client, big)

@@ -51,7 +51,7 @@ def test_section_is_registered_in_the_main_column():
     )
     assert [s.key for s in account_sections(slot=MAIN)].index(
         "subscriptions"
-    ) == 5  # after charts (and invoices, payments), before ledger
+    ) == 7  # after charts (and invoices, payments, cases, disputes), before ledger
 
 
 def test_section_lists_the_subscription_with_plan_dates_status_and_frequency(csr_client):

@@ -27,6 +27,7 @@ from accounts.models import Account, Biller, BillerApiKey, BillerReference, Bill
 from accounts.services import account_create, biller_api_key_create, biller_reference_set, contact_add
 from billing_mgmt import roles
 from billing_mgmt.audit import audit_record, snapshot
+from billing_mgmt.demo_cases import demo_cases_loaded, load_demo_cases
 from billing_mgmt.demo_engine import EngineLoad, engine_demo_loaded, load_engine_demo
 from billing_mgmt.demo_runs import load_run_definitions, run_demo_runs, runs_demo_loaded
 from billing_mgmt.money import quantize
@@ -798,6 +799,13 @@ class Command(BaseCommand):
                 load_run_definitions()
                 new_runs = True
             _payment_settings()
+            if demo_loaded() and not demo_cases_loaded():
+                cases = load_demo_cases()
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Cases: {cases.cases} ({cases.disputes} with a dispute), queue at /cases/queue/"
+                    )
+                )
             pulled = demo_pull_biller()
             if pulled is not None:
                 self.stdout.write(

@@ -1,0 +1,1 @@
+"""Cases API: read cases and their status, raise an inquiry, read the catalog of service processes."""
