@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.functional import lazy
+from django.utils.html import format_html
 
 from .models import AuditRecord, NumberSeries
+from .money import CurrencyError, quantize
 from .numbering import peek_next
 
 
@@ -36,6 +39,26 @@ class ReadOnlyMixin:
 
 class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     pass
+
+
+def admin_money(amount, currency: str) -> str:
+    """An amount as admin lists show it: rounded to the currency's minor unit, with its code ("—" if none)."""
+    if amount is None:
+        return "—"
+    try:
+        return f"{quantize(amount, currency)} {currency}"
+    except CurrencyError:
+        return f"{amount} {currency}"
+
+
+def account_link(account) -> str:
+    """A link from an admin page to the account's CSR page."""
+    return format_html(
+        '<a href="{}">{} {}</a>',
+        reverse("account-detail", args=[account.number]),
+        account.number,
+        account.name,
+    )
 
 
 @admin.register(NumberSeries)

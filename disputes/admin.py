@@ -16,8 +16,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing_mgmt.admin import ReadOnlyAdmin, ReadOnlyMixin
+from billing_mgmt.admin import account_link as _account_link
+from billing_mgmt.admin import admin_money as _money
 from billing_mgmt.audit import audit_record, snapshot
-from billing_mgmt.money import CurrencyError, quantize
 
 from .models import Case, CaseEvent, Dispute, ServiceProcess
 
@@ -33,24 +34,6 @@ PROCESS_FIELDS = [
     "active",
     "position",
 ]
-
-
-def _money(amount, currency: str) -> str:
-    if amount is None:
-        return "—"
-    try:
-        return f"{quantize(amount, currency)} {currency}"
-    except CurrencyError:
-        return f"{amount} {currency}"
-
-
-def _account_link(account) -> str:
-    return format_html(
-        '<a href="{}">{} {}</a>',
-        reverse("account-detail", args=[account.number]),
-        account.number,
-        account.name,
-    )
 
 
 def case_page_url(number: str) -> str:

@@ -20,11 +20,9 @@ one case.
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -35,6 +33,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.models import Account
 from accounts.selectors import account_detail, paying_account
+from billing_mgmt import form_tokens
 from billing_mgmt.errors import ApplicationError, Conflict
 from billing_mgmt.money import format_money, quantize
 from billing_mgmt.sections import LineAction, RenderedPanel, get_section, is_partial, staff_required
@@ -114,21 +113,14 @@ def _notice_set(request: HttpRequest, key: str, text: str) -> None:
 
 
 def token_issue(user_pk: int, scope: str) -> str:
-    """A one-time form token: a fresh key signed for the user and what the form is about (an account's new
-    case, a statement line's dispute). Its key becomes the case's idempotency key."""
-    return signing.dumps({"scope": scope, "key": uuid.uuid4().hex}, salt=f"{TOKEN_SALT}:{user_pk}")
+    """A one-time form token (billing_mgmt.form_tokens) for an account's new case or a line's dispute."""
+    return form_tokens.token_issue(salt=TOKEN_SALT, user_pk=user_pk, scope=scope)
 
 
 def _token_key(request: HttpRequest, scope: str) -> str:
-    try:
-        payload = signing.loads(request.POST.get("token", ""), salt=f"{TOKEN_SALT}:{request.user.pk}")
-    except signing.BadSignature:
-        raise ApplicationError(
-            "This form is not valid any more. Check the details and submit it again.", code="invalid_token"
-        ) from None
-    if payload.get("scope") != scope:
-        raise ApplicationError("This form was made for something else.", code="invalid_token")
-    return f"csr-case:{payload['key']}"
+    token = request.POST.get("token", "")
+    key = form_tokens.token_key(salt=TOKEN_SALT, user_pk=request.user.pk, scope=scope, token=token)
+    return f"csr-case:{key}"
 
 
 def _apply(form, exc: ApplicationError, aliases: dict[str, str] | None = None) -> None:

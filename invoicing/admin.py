@@ -26,9 +26,9 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.cache import never_cache
 
 from billing_mgmt.admin import ReadOnlyAdmin, ReadOnlyMixin
+from billing_mgmt.admin import admin_money as _money
 from billing_mgmt.audit import audit_record, snapshot
 from billing_mgmt.errors import ApplicationError
-from billing_mgmt.money import CurrencyError, quantize
 from billing_mgmt.numbering import peek_next
 from statements.models import Statement
 
@@ -108,13 +108,6 @@ class BillMessageAdmin(admin.ModelAdmin):
         for obj in queryset:
             audit_record(actor=request.user, action="bill_message.delete", obj=obj, before=_state(obj))
         super().delete_queryset(request, queryset)
-
-
-def _money(amount, currency: str) -> str:
-    try:
-        return f"{quantize(amount, currency)} {currency}"
-    except CurrencyError:
-        return f"{amount} {currency}"
 
 
 def _audited_save(model_admin, request, obj, form, change, *, action: str, fields: list[str] | None = None):

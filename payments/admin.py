@@ -17,8 +17,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from billing_mgmt.admin import ReadOnlyAdmin, ReadOnlyMixin
+from billing_mgmt.admin import account_link as _account_link
+from billing_mgmt.admin import admin_money as _money
 from billing_mgmt.audit import audit_record, snapshot
-from billing_mgmt.money import CurrencyError, is_quantized, quantize
+from billing_mgmt.money import CurrencyError, is_quantized
 
 from .models import (
     Adjustment,
@@ -30,22 +32,6 @@ from .models import (
     PaymentAllocation,
     PaymentMethod,
 )
-
-
-def _money(amount, currency: str) -> str:
-    try:
-        return f"{quantize(amount, currency)} {currency}"
-    except CurrencyError:
-        return f"{amount} {currency}"
-
-
-def _account_link(account) -> str:
-    return format_html(
-        '<a href="{}">{} {}</a>',
-        reverse("account-detail", args=[account.number]),
-        account.number,
-        account.name,
-    )
 
 
 def _audited_save(model_admin, request, obj, form, change, *, action: str, fields: list[str]) -> None:

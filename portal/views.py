@@ -22,14 +22,12 @@ and the form) that becomes the case's idempotency key, so a double submit makes 
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import wraps
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
-from django.core import signing
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
@@ -40,6 +38,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.forms import LoginForm
 from accounts.models import Account
+from billing_mgmt import form_tokens
 from billing_mgmt.errors import ApplicationError, Conflict
 from billing_mgmt.money import quantize
 from billing_mgmt.roles import CUSTOMER, has_role, is_staff_member
@@ -156,20 +155,14 @@ logout = auth_views.LogoutView.as_view(next_page="portal:login")
 
 
 def _token_issue(request: HttpRequest, form: str) -> str:
-    return signing.dumps({"form": form, "key": uuid.uuid4().hex}, salt=f"{TOKEN_SALT}:{request.user.pk}")
+    return form_tokens.token_issue(salt=TOKEN_SALT, user_pk=request.user.pk, scope=form)
 
 
 def _token_key(request: HttpRequest, form: str) -> str:
     """The idempotency key the posted token stands for (refused when forged or made for another form)."""
-    try:
-        payload = signing.loads(request.POST.get("token", ""), salt=f"{TOKEN_SALT}:{request.user.pk}")
-    except signing.BadSignature:
-        raise ApplicationError(
-            "This form has expired. Check the details and send it again.", code="invalid_token"
-        ) from None
-    if payload.get("form") != form:
-        raise ApplicationError("This form was made for another request. Send it again.", code="invalid_token")
-    return f"portal-{form}:{payload['key']}"
+    token = request.POST.get("token", "")
+    key = form_tokens.token_key(salt=TOKEN_SALT, user_pk=request.user.pk, scope=form, token=token)
+    return f"portal-{form}:{key}"
 
 
 def _refusal(form: PortalForm, exc: ApplicationError) -> None:

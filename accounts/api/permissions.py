@@ -30,6 +30,17 @@ def may_write_any_account(user) -> bool:
     return not is_api_client(user) and has_role(user, BILLING_ADMIN)
 
 
+class SignedIn(BasePermission):
+    """The base of the API's permission classes: a caller who is signed in (a user or a biller's API client);
+    subclasses add what their role must allow, anonymous callers get 401."""
+
+    message = "Your role does not allow this."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated)
+
+
 class AccountApiPermission(BasePermission):
     message = "Your role does not allow this."
 

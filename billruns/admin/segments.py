@@ -12,16 +12,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from billing_mgmt.admin import ReadOnlyAdmin, ReadOnlyMixin
-from billing_mgmt.money import CurrencyError, quantize
+from billing_mgmt.admin import admin_money as _money
 
 from ..models import BillSegment, CalculationLine
-
-
-def _money(amount, currency: str) -> str:
-    try:
-        return f"{quantize(amount, currency)} {currency}"
-    except CurrencyError:
-        return f"{amount} {currency}"
 
 
 class CalculationLineInline(ReadOnlyMixin, admin.TabularInline):

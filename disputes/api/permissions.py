@@ -10,24 +10,16 @@
 
 from __future__ import annotations
 
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.permissions import SAFE_METHODS
 
-from accounts.api.permissions import is_api_client
+from accounts.api.permissions import SignedIn, is_api_client
 
 VIEW_CASE = "disputes.view_case"
 ADD_CASE = "disputes.add_case"
 VIEW_SERVICE_PROCESS = "disputes.view_serviceprocess"
 
 
-class _Base(BasePermission):
-    message = "Your role does not allow this."
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated)
-
-
-class CasesPermission(_Base):
+class CasesPermission(SignedIn):
     """Biller clients read and raise inquiries (scoped by the views); staff read with ``view_case`` and raise
     with ``add_case``."""
 
@@ -44,7 +36,7 @@ class CasesPermission(_Base):
         return user.has_perm(ADD_CASE)
 
 
-class ServiceProcessesPermission(_Base):
+class ServiceProcessesPermission(SignedIn):
     """The catalog: biller clients, and staff with ``view_serviceprocess``."""
 
     def has_permission(self, request, view) -> bool:

@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.permissions import SAFE_METHODS
 
-from accounts.api.permissions import is_api_client
+from accounts.api.permissions import SignedIn, is_api_client
 
 VIEW_PAYMENT = "payments.view_payment"
 ADD_PAYMENT = "payments.add_payment"
@@ -25,15 +25,7 @@ VIEW_WRITE_OFF = "payments.view_writeoff"
 WRITE_OFF = "payments.write_off_balance"
 
 
-class _Base(BasePermission):
-    message = "Your role does not allow this."
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated)
-
-
-class PaymentsPermission(_Base):
+class PaymentsPermission(SignedIn):
     """Biller clients read and post (scoped by the views); staff read with view_payment, post with
     add_payment."""
 
@@ -49,7 +41,7 @@ class PaymentsPermission(_Base):
         return user.has_perm(ADD_PAYMENT)
 
 
-class ReversePermission(_Base):
+class ReversePermission(SignedIn):
     """Reversals are staff decisions (a bounced cheque, a mistake): staff with add_payment only."""
 
     def has_permission(self, request, view) -> bool:
@@ -63,7 +55,7 @@ class ReversePermission(_Base):
         return user.has_perm(ADD_PAYMENT)
 
 
-class AdjustmentsPermission(_Base):
+class AdjustmentsPermission(SignedIn):
     def has_permission(self, request, view) -> bool:
         if not super().has_permission(request, view):
             return False
@@ -71,7 +63,7 @@ class AdjustmentsPermission(_Base):
         return is_api_client(user) or user.has_perm(VIEW_ADJUSTMENT)
 
 
-class _StaffPostsPermission(_Base):
+class _StaffPostsPermission(SignedIn):
     """Biller clients read (scoped by the views); staff read with ``view`` and post with ``add``."""
 
     view = add = ""

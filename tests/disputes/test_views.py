@@ -468,7 +468,7 @@ def test_bad_new_case_input_keeps_what_was_typed(client, w):
 def test_a_forged_token_is_refused(client, w):
     response = _post_case(_as(client, w.csr), w, token="forged")
     assert response.status_code == 400
-    assert "This form is not valid any more." in _body(response)
+    assert "This form has expired." in _body(response)
     other = views.token_issue(w.csr.pk, f"case:{w.other_account.number}")
     assert _post_case(client, w, token=other).status_code == 400
     assert not Case.objects.exists()
