@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import DataError, IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import ProtectedError, Sum
 from django.utils import timezone
 
 from accounts.models import Account, Biller, BillerReference
@@ -331,7 +331,18 @@ def statement_ingest(
             code="duplicate_number",
             fields={"number": [f"{data['number']} is another statement's number."]},
         ) from None
-    existing.lines.all().delete()
+    try:
+        with transaction.atomic():
+            existing.lines.all().delete()
+    except ProtectedError:
+        # Entries made in this product point at its lines (an adjustment or a dispute credit of one line): the
+        # lines they are about cannot go away. The caller's transaction rolls back the header change too.
+        raise Conflict(
+            f"Statement {existing.number} cannot be replaced: adjustments were made on its lines. "
+            "Send an adjustment instead.",
+            code="statement_locked",
+            fields={"external_id": [f"Statement {external_id} has adjustments on its lines."]},
+        ) from None
     existing.usage_summaries.all().delete()
     _write_details(existing, data)
     _post_charges(existing, actor)

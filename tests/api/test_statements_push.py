@@ -159,6 +159,30 @@ def test_put_on_a_disputed_statement_is_409_locked(client):
     assert "disputed" in response.json()["error"]["message"]
 
 
+def test_put_on_a_statement_with_a_line_adjustment_is_409_and_changes_nothing(client, account, user_factory):
+    """A decided dispute (or any adjustment of one line) points at the line: replacing the statement would
+    lose what it is about, so the biller is told to send an adjustment instead (nothing is half-replaced)."""
+    from disputes.services import dispute_open, dispute_resolve
+    from tests.disputes.builders import processes
+
+    processes()
+    client.put(url("S-1"), body(), format="json")
+    statement = Statement.objects.get()
+    line = statement.lines.filter(amount__gt=0).first()
+    case, _ = dispute_open(statement=statement, line=line, amount=line.amount, reason="wrong", channel="csr",
+                           actor=user_factory(role="CSR"))  # fmt: skip
+    dispute_resolve(dispute=case.dispute, actor=user_factory(role="Supervisor"), approve=True)
+
+    response = client.put(url("S-1"), body(due_date="2026-11-20"), format="json")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "statement_locked"
+    assert "adjustments were made on its lines" in response.json()["error"]["message"]
+    statement.refresh_from_db()
+    assert (statement.version, str(statement.due_date)) == (1, "2026-11-14")
+    assert statement.lines.filter(pk=line.pk).exists()
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
