@@ -326,7 +326,8 @@ def _check_decision(case: Case, to_status: str, actor: Any) -> None:
         return
     action = case.process.action
     if action == ServiceProcess.Action.CHARGE_DISPUTE:
-        dispute = Dispute.objects.filter(case=case).only("status").first()
+        # The case's own relation: loaded with the case on its page, read once and cached otherwise.
+        dispute = getattr(case, "dispute", None)
         if dispute is not None and dispute.is_open:
             raise ApplicationError(
                 "Resolve the dispute (approve or reject it): that decides the case.", code="dispute_open"

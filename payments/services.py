@@ -515,6 +515,19 @@ def _post_adjustment(
     _export_adjustment(adjustment)
 
 
+def _existing_adjustment(key: str, unit: Account, value: Decimal, direction: str) -> Adjustment | None:
+    """The adjustment a repeated idempotency key made (None the first time); the key used for another
+    adjustment is a 409."""
+    existing = Adjustment.objects.filter(idempotency_key=key).first()
+    if existing is not None and (existing.account_id, existing.amount, existing.direction) != (
+        unit.pk, value, direction,
+    ):  # fmt: skip
+        raise Conflict(
+            "This idempotency key was used for a different adjustment.", code="idempotency_key_reused"
+        )
+    return existing
+
+
 @transaction.atomic
 def adjustment_request(
     *,
@@ -540,12 +553,8 @@ def adjustment_request(
     refuse_card_numbers(note=note)
     unit = _locked_unit(account)
     value = _valid_amount(amount, currency, unit)
-    existing = Adjustment.objects.filter(idempotency_key=idempotency_key).first()
+    existing = _existing_adjustment(idempotency_key, unit, value, direction)
     if existing is not None:
-        if (existing.account_id, existing.amount, existing.direction) != (unit.pk, value, direction):
-            raise Conflict(
-                "This idempotency key was used for a different adjustment.", code="idempotency_key_reused"
-            )
         return existing, False
     _open_account(unit)
     errors: dict[str, list[str]] = {}
@@ -619,12 +628,8 @@ def adjustment_post_decided(
     refuse_card_numbers(note=note)
     unit = _locked_unit(account)
     value = _valid_amount(amount, currency, unit)
-    existing = Adjustment.objects.filter(idempotency_key=idempotency_key).first()
+    existing = _existing_adjustment(idempotency_key, unit, value, Adjustment.Direction.CREDIT)
     if existing is not None:
-        if (existing.account_id, existing.amount) != (unit.pk, value):
-            raise Conflict(
-                "This idempotency key was used for a different adjustment.", code="idempotency_key_reused"
-            )
         return existing, False
     if not getattr(maker, "is_authenticated", False) or maker.pk == checker.pk:
         maker, checker = checker, None  # the decider made it (no separate maker to check)
