@@ -17,7 +17,9 @@ MANAGE = $(UV) run --frozen python manage.py
 # Debian packages: WeasyPrint renders invoice PDFs with Pango and HarfBuzz and needs a font; the browser
 # tests drive Debian's Chromium.
 RUN_DEBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
-TEST_DEBS := $(RUN_DEBS) chromium
+TEST_DEBS := $(RUN_DEBS) chromium wrk
+# The benchmark drives the CSR pages with wrk.
+BENCH_DEBS := $(RUN_DEBS) wrk
 
 TEST_DATABASE_URL := postgres://postgres@127.0.0.1:5432/billing_mgmt
 PYTEST_ARGS ?=
@@ -78,15 +80,23 @@ lint: install
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 
-# The billing-run benchmark (docs/benchmarks.md): BENCH_ACCOUNTS accounts (10,000) billed by 1 and 2 Celery
-# workers against the local Redis, in its own databases (billing_bench and its clones) on the PostgreSQL
-# server of DATABASE_URL (default as for `make test`); the database DATABASE_URL names is never touched.
-# More options: make bench BENCH_ARGS="--workers 1,2,4 --chunk-size 250 --reuse".
+# The benchmark (docs/benchmarks.md): a synthetic base of BENCH_ACCOUNTS accounts (10,000; 100,000 for the full
+# run) in its own databases (billing_bench and its clones) on the PostgreSQL server of DATABASE_URL (default as
+# for `make test`; the database DATABASE_URL names is never touched), with Celery workers on the local Redis.
+# It prints one table (billing with 1 and 2 workers, Formatting, usage and statement ingest over REST, the CSR
+# pages at 20 clients alone and during a run, invoice rendering) and writes docs/benchmarks.json.
+# More options: make bench BENCH_ARGS="--only billing,pages --reuse"; billing alone: make bench-billing.
 BENCH_ACCOUNTS ?= 10000
 BENCH_ARGS ?=
 
-.PHONY: bench bench-invoices
-bench: install
+.PHONY: bench bench-billing bench-invoices bench-system-deps
+bench-system-deps:
+	$(call debian_packages,$(BENCH_DEBS))
+
+bench: install bench-system-deps
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" $(MANAGE) bench --accounts $(BENCH_ACCOUNTS) $(BENCH_ARGS)
+
+bench-billing: install
 	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" $(MANAGE) bench_billing --accounts $(BENCH_ACCOUNTS) $(BENCH_ARGS)
 
 # Invoice rendering alone (docs/benchmarks.md): BENCH_INVOICES one-page invoices in one process, with the

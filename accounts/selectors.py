@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import F, Q, QuerySet, Value
-from django.db.models.functions import Replace
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import F, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import JSONObject, Replace
 
-from .models import Account, Biller, Contact
+from .models import Account, Biller, BillerReference, Contact
 
 # Characters people write inside phone numbers; a search compares the digits (and "+") only.
 PHONE_PUNCTUATION = (" ", "-", "(", ")", ".", "/")
@@ -131,16 +132,75 @@ def account_children(*, account: Account) -> QuerySet[Account]:
     )
 
 
-def account_detail(*, number: str) -> Account:
-    """The account page's account, by number, with what every accounts section shows (one query + prefetches).
+CONTACT_FIELDS = ("id", "account_id", "name", "email", "phone", "role", "user_id", "bill_delivery")
+REFERENCE_FIELDS = ("id", "account_id", "biller_id", "external_ref")
+BILLER_FIELDS = ("id", "code", "name", "kind", "active")
+CHILD_FIELDS = ("id", "number", "name", "type", "status", "is_paying", "parent_id")
+
+
+def _json_rows(model, fields: tuple[str, ...], queryset: QuerySet, **extra) -> ArraySubquery:
+    """The rows of ``queryset`` (correlated to the outer account) as one array of JSON objects."""
+    return ArraySubquery(queryset.values(row=JSONObject(**{f: f for f in fields}, **extra)))
+
+
+def _instances(model, fields: tuple[str, ...], rows: list[dict]) -> list:
+    """Model instances from JSON rows, the other fields deferred (read on access, as ``only()`` does)."""
+    names = [f.attname for f in model._meta.concrete_fields if f.attname in fields]
+    return [model.from_db("default", names, [row[name] for name in names]) for row in rows]
+
+
+def _prefetched(account: Account, name: str, objects: list) -> None:
+    """Fill the related manager's cache as ``prefetch_related`` would (``account.<name>.all()`` reads it)."""
+    queryset = getattr(account, name).all()
+    queryset._result_cache = objects
+    queryset._prefetch_done = True
+    account._prefetched_objects_cache = getattr(account, "_prefetched_objects_cache", {})
+    account._prefetched_objects_cache[name] = queryset
+
+
+def account_detail(*, number: str, children: int = 0) -> Account:
+    """The account page's account, by number, with what every accounts section shows, in one query: its
+    profile and parents (joined), its contacts, its biller references with their billers and (when
+    ``children`` > 0) its first ``children`` + 1 children by name, as JSON arrays. ``account.contacts.all()``
+    and ``account.biller_references.all()`` read what came with it; the children are
+    ``account.first_children``.
 
     Raises Account.DoesNotExist.
     """
-    return (
-        Account.objects.select_related("billing_profile", "parent", "parent__parent")
-        .prefetch_related("contacts", "biller_references__biller")
-        .get(number=number)
+    contacts = Contact.objects.filter(account_id=OuterRef("pk")).order_by("id")
+    references = BillerReference.objects.filter(account_id=OuterRef("pk")).order_by(
+        "biller__name", "external_ref"
     )
+    qs = Account.objects.select_related("billing_profile", "parent", "parent__parent").annotate(
+        contact_rows=_json_rows(Contact, CONTACT_FIELDS, contacts),
+        reference_rows=_json_rows(
+            BillerReference, REFERENCE_FIELDS, references,
+            biller=JSONObject(**{f: f"biller__{f}" for f in BILLER_FIELDS}),
+        ),
+    )  # fmt: skip
+    if children:
+        kids = Account.objects.filter(parent_id=OuterRef("pk")).order_by("name", "id")[: children + 1]
+        qs = qs.annotate(child_rows=_json_rows(Account, CHILD_FIELDS, kids))
+    account = qs.get(number=number)
+    _prefetched(account, "contacts", _instances(Contact, CONTACT_FIELDS, account.contact_rows))
+    references = []
+    for row in account.reference_rows:
+        reference = _instances(BillerReference, REFERENCE_FIELDS, [row])[0]
+        reference.biller = _instances(Biller, BILLER_FIELDS, [row["biller"]])[0]
+        references.append(reference)
+    _prefetched(account, "biller_references", references)
+    if children:
+        account.first_children = _instances(Account, CHILD_FIELDS, account.child_rows)
+    return account
+
+
+def account_for_sections(*, number: str) -> Account:
+    """The account for a request that renders some sections only (a section's URL, a lazy part): with its
+    profile and parents, without the accounts sections' contacts and references (read if a section asks).
+
+    Raises Account.DoesNotExist.
+    """
+    return Account.objects.select_related("billing_profile", "parent", "parent__parent").get(number=number)
 
 
 def accounts_for_biller(*, biller: Biller) -> QuerySet[Account]:

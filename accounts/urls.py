@@ -12,4 +12,5 @@ urlpatterns = [
     path("search/", views.account_search, name="account-search"),
     path("accounts/<str:number>/", views.account_detail, name="account-detail"),
     path("accounts/<str:number>/sections/<slug:key>/", views.account_section, name="account-section"),
+    path("accounts/<str:number>/parts/<slug:part>/", views.account_part, name="account-part"),
 ]

@@ -23,6 +23,7 @@ from billing_mgmt.sections import (
     account_sections,
     get_section,
     is_partial,
+    lazy_parts,
     staff_required,
 )
 
@@ -58,10 +59,13 @@ def _recent_accounts(request: HttpRequest) -> list[dict[str, str]]:
 
 
 def _remember_account(request: HttpRequest, account: Account) -> None:
-    """Keep the last accounts a CSR opened (number and name only: no query to show them on the home page)."""
+    """Keep the last accounts a CSR opened (number and name only: no query to show them on the home page).
+    The session is written only when the list changes (opening the same account again writes nothing)."""
     entry = {"number": account.number, "name": account.name}
-    recent = [e for e in _recent_accounts(request) if e.get("number") != account.number]
-    request.session[RECENT_SESSION_KEY] = [entry, *recent][:RECENT_KEPT]
+    current = _recent_accounts(request)
+    recent = [entry, *(e for e in current if e.get("number") != account.number)][:RECENT_KEPT]
+    if recent != current:
+        request.session[RECENT_SESSION_KEY] = recent
 
 
 @require_GET
@@ -120,16 +124,35 @@ def account_search(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/search.html", context)
 
 
-def _load_account(number: str) -> Account:
+def _load_account(number: str, *, children: int = 0) -> Account:
     try:
-        return selectors.account_detail(number=number)
+        return selectors.account_detail(number=number, children=children)
     except Account.DoesNotExist:
         raise Http404(f"No account {number}.") from None
 
 
+def _load_account_for(number: str, sections) -> Account:
+    """The account for a request that renders only these sections: this app's own sections read its contacts
+    and references, which come with it in the same query (selectors.account_detail)."""
+    if any(section.key in OWN_SECTIONS for section in sections):
+        return _load_account(number)
+    try:
+        return selectors.account_for_sections(number=number)
+    except Account.DoesNotExist:
+        raise Http404(f"No account {number}.") from None
+
+
+OWN_SECTIONS = ("profile", "contacts", "references")
+
+
 def _render_slot(request: HttpRequest, account: Account, slot: str) -> list[dict]:
+    """The slot's sections; a lazy one's html is None (the frame shows its card, htmx loads its part), unless
+    a notice of it waits (a form posted without JavaScript came back here)."""
     return [
-        {"section": section, "html": section.render(request, account)}
+        {
+            "section": section,
+            "html": None if section.deferred(request, account) else section.render(request, account),
+        }
         for section in account_sections(user=request.user, slot=slot)
     ]
 
@@ -137,26 +160,60 @@ def _render_slot(request: HttpRequest, account: Account, slot: str) -> list[dict
 @staff_required
 @require_GET
 def account_detail(request: HttpRequest, number: str) -> HttpResponse:
-    account = _load_account(number)
+    account = _load_account(number, children=CHILDREN_SHOWN)
     ancestors = selectors.account_ancestors(account=account)
-    children = list(selectors.account_children(account=account)[: CHILDREN_SHOWN + 1])
+    children = account.first_children
     more_children = len(children) > CHILDREN_SHOWN
     children_total = account.children.count() if more_children else len(children)
     # The ancestors are loaded now, so finding the paying parent walks objects already in memory.
     bill_to = None if account.is_paying else selectors.paying_account(account=account)
     _remember_account(request, account)
+    header, main, side = (_render_slot(request, account, slot) for slot in (HEADER, MAIN, SIDE))
+    context_sections = [*header, *main, *side]
     context = {
         "account": account,
         "ancestors": ancestors,
         "children": children[:CHILDREN_SHOWN],
         "children_total": children_total,
         "bill_to": bill_to,
-        "header_sections": _render_slot(request, account, HEADER),
-        "main_sections": _render_slot(request, account, MAIN),
-        "side_sections": _render_slot(request, account, SIDE),
+        "header_sections": header,
+        "main_sections": main,
+        "side_sections": side,
+        "lazy_parts": _part_loaders(request, account, context_sections),
         "search_form": AccountSearchForm(),
     }
     return render(request, "accounts/account_detail.html", context)
+
+
+def _part_loaders(request: HttpRequest, account: Account, items: list[dict]) -> list[dict]:
+    """The URL of each lazy part still to load, without the sections the frame rendered already (a notice
+    of theirs was waiting)."""
+    inline = {item["section"].key for item in items if item["section"].lazy and item["html"] is not None}
+    loaders = []
+    for part in lazy_parts(user=request.user):
+        keys = [s.key for s in account_sections(user=request.user, part=part)]
+        skipped = [key for key in keys if key in inline]
+        if len(skipped) == len(keys):
+            continue
+        url = reverse("account-part", args=[account.number, part])
+        loaders.append({"name": part, "url": f"{url}?skip={','.join(skipped)}" if skipped else url})
+    return loaders
+
+
+@staff_required
+@require_GET
+def account_part(request: HttpRequest, number: str, part: str) -> HttpResponse:
+    """The sections of one lazy part of the account page, each swapped into its card out of band (htmx, right
+    after the page). Without htmx (a deep link) the same sections as a page of their own."""
+    skip = set(request.GET.get("skip", "").split(","))
+    sections = [s for s in account_sections(user=request.user, part=part) if s.key not in skip]
+    if not part or not sections:
+        raise Http404(f"No part '{part}'.")
+    account = _load_account_for(number, sections)
+    items = [{"section": section, "html": section.render(request, account)} for section in sections]
+    if is_partial(request):
+        return render(request, "accounts/_part.html", {"account": account, "items": items})
+    return render(request, "accounts/part_page.html", {"account": account, "items": items})
 
 
 @staff_required
@@ -166,7 +223,7 @@ def account_section(request: HttpRequest, number: str, key: str) -> HttpResponse
     section = get_section(key)
     if section is None:
         raise Http404(f"No section '{key}'.")
-    account = _load_account(number)
+    account = _load_account_for(number, [section])
     if not section.visible_to(request.user):
         raise Http404(f"No section '{key}'.")
     html = section.render(request, account)

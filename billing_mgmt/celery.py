@@ -10,6 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_mgmt.settings")
 app = Celery("billing_mgmt")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Billing, formatting and ingest on queues of their own when the deployment names them (docs/scaling.md).
+app.conf.task_routes = ("billing_mgmt.queues.route_task",)
 
 # Periodic tasks defined in code. Beat's DatabaseScheduler writes them into django_celery_beat's tables at
 # every start (their schedule and arguments come from here); billing admins may disable one in Django admin

@@ -14,6 +14,14 @@ it server-side while rendering the page (so the page is complete without JavaScr
 loaded once for all sections), and the generic URL ``/accounts/<number>/sections/<key>/`` (name
 ``account-section``) calls it again so that HTMX can refresh one section in place. See docs/csr-pages.md.
 
+A section registered with ``lazy="<part>"`` is not rendered in the page's first response: the frame shows
+its card with a link to the section's own page (the fallback without JavaScript), and htmx loads all the
+sections of that part in one request (``/accounts/<number>/parts/<part>/``, name ``account-part``) right after
+the page, swapping each into its card out of band. This keeps every request within a small, fixed number of
+queries (F8: at most 15 with the session, the user and the permissions) whatever the number of sections:
+the first response carries the header, the statements and the account's own data; each part carries the
+sections below them.
+
 This module also holds ``staff_required``, the access rule of every CSR page: anonymous users go to the login
 page, logged-in users without a staff role (customers) get 403.
 """
@@ -25,8 +33,11 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db import connection
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 from django_htmx.http import HttpResponseClientRedirect
@@ -48,6 +59,11 @@ class AccountSection:
     ``view`` is a callable or its dotted path (resolved on first use, so ``ready()`` need not import views).
     ``permission`` ("app_label.codename") hides the section from users who lack it. ``refresh_on`` lists the
     HTMX events (sent by views with the ``HX-Trigger`` header) after which the section reloads itself.
+    ``lazy`` names the part of the page the section loads with after the first response (empty: it is in the
+    first response); keep each part's queries within the budget (tests/accounts/test_page_query_guards.py).
+    ``notice`` is the session key (a format with ``{number}``, the account's) of the one-time notice the
+    section shows after a form posted without JavaScript, which redirects to the account page: while it
+    waits in the session, the frame renders the lazy section in the first response, so the notice is seen.
     """
 
     key: str
@@ -57,8 +73,15 @@ class AccountSection:
     slot: str = MAIN
     permission: str | None = None
     refresh_on: tuple[str, ...] = field(default=("account-changed",))
+    lazy: str = ""
+    notice: str = ""
 
     def __post_init__(self) -> None:
+        if self.lazy and (self.slot == HEADER or not self.lazy.replace("-", "").isalnum()):
+            raise ImproperlyConfigured(
+                f"Section '{self.key}': lazy must be a part name (letters, digits, '-'), and header tiles "
+                "are never lazy."
+            )
         if self.slot not in SLOTS:
             raise ImproperlyConfigured(
                 f"Section '{self.key}': slot must be one of {SLOTS}, not '{self.slot}'."
@@ -76,6 +99,12 @@ class AccountSection:
 
     def visible_to(self, user) -> bool:
         return self.permission is None or user.has_perm(self.permission)
+
+    def deferred(self, request: HttpRequest, account: Any) -> bool:
+        """True when the frame leaves the section to its lazy part (no notice of it waits in the session)."""
+        if not self.lazy:
+            return False
+        return not (self.notice and self.notice.format(number=account.number) in request.session)
 
     @property
     def hx_trigger(self) -> str:
@@ -103,14 +132,27 @@ def get_section(key: str) -> AccountSection | None:
     return _registry.get(key)
 
 
-def account_sections(*, user=None, slot: str | None = None) -> list[AccountSection]:
-    """Registered sections in page order, optionally only one slot and only those the user may see."""
+def account_sections(*, user=None, slot: str | None = None, part: str | None = None) -> list[AccountSection]:
+    """Registered sections in page order, optionally only one slot, one lazy part ("" for those in the first
+    response) and only those the user may see."""
     sections = sorted(_registry.values(), key=lambda s: (s.order, s.key))
     if slot is not None:
         sections = [s for s in sections if s.slot == slot]
+    if part is not None:
+        sections = [s for s in sections if s.lazy == part]
     if user is not None:
         sections = [s for s in sections if s.visible_to(user)]
     return sections
+
+
+def lazy_parts(*, user=None) -> list[str]:
+    """The names of the lazy parts that have a section the user may see, in page order of their first
+    section."""
+    parts: list[str] = []
+    for section in account_sections(user=user):
+        if section.lazy and section.lazy not in parts:
+            parts.append(section.lazy)
+    return parts
 
 
 # Statement panels: parts of the statement page that an app above ``statements`` adds (the billing engine's
@@ -196,6 +238,62 @@ def role_label(user) -> str:
     return ", ".join(role for role in STAFF_ROLES if role in names)
 
 
+_MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def load_roles_and_permissions(user) -> None:
+    """Read the user's groups and permissions (their own and their groups') in one query, and keep them where
+    ``roles.role_names`` and Django's ModelBackend look first, so that ``has_perm`` never queries again in
+    this request. ModelBackend reads them in three queries otherwise (groups, user permissions, group
+    permissions). Only for active, non-superuser users under the default backend (a superuser's
+    ``has_perm`` reads nothing; another backend keeps its own caches)."""
+    if (
+        not user.is_authenticated
+        or not user.is_active
+        or user.is_superuser
+        or hasattr(user, "_perm_cache")
+        or list(settings.AUTHENTICATION_BACKENDS) != [_MODEL_BACKEND]
+    ):
+        return
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    q = connection.ops.quote_name
+    user_groups = q(get_user_model().groups.through._meta.db_table)
+    user_permissions = q(get_user_model().user_permissions.through._meta.db_table)
+    group_permissions = q(Group.permissions.through._meta.db_table)
+    group, permission, content_type = (q(m._meta.db_table) for m in (Group, Permission, ContentType))
+    sql = f"""
+        SELECT g.name, ct.app_label, p.codename FROM {user_groups} ug
+        JOIN {group} g ON g.id = ug.group_id
+        LEFT JOIN {group_permissions} gp ON gp.group_id = g.id
+        LEFT JOIN {permission} p ON p.id = gp.permission_id
+        LEFT JOIN {content_type} ct ON ct.id = p.content_type_id
+        WHERE ug.user_id = %s
+        UNION ALL
+        SELECT NULL, ct.app_label, p.codename FROM {user_permissions} up
+        JOIN {permission} p ON p.id = up.permission_id
+        JOIN {content_type} ct ON ct.id = p.content_type_id
+        WHERE up.user_id = %s
+    """
+    names: set[str] = set()
+    from_groups: set[str] = set()
+    own: set[str] = set()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user.pk, user.pk])
+        for name, app_label, codename in cursor.fetchall():
+            if name is not None:
+                names.add(name)
+                if codename is not None:
+                    from_groups.add(f"{app_label}.{codename}")
+            else:
+                own.add(f"{app_label}.{codename}")
+    user._role_names = names
+    user._user_perm_cache = own
+    user._group_perm_cache = from_groups
+    user._perm_cache = own | from_groups
+
+
 def staff_required(view):
     """CSR pages: anonymous users are sent to log in; users without a staff role (customers) get 403."""
 
@@ -208,6 +306,7 @@ def staff_required(view):
                     redirect_to_login(request.htmx.current_url_abs_path or "/").url
                 )
             return redirect_to_login(request.get_full_path())
+        load_roles_and_permissions(request.user)
         if not is_staff_member(request.user):
             raise PermissionDenied("This page is for customer service staff.")
         request.staff_role = role_label(request.user)

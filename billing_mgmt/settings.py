@@ -177,6 +177,13 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The queue tasks go to when none is named (one per deployment; tests give their real worker its own).
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Separate queues by kind of work (billing_mgmt.queues, docs/scaling.md), so that rendering invoices never
+# starves billing. Unset (the default) is the default queue above: one worker does everything.
+WORK_QUEUES = {
+    "billing": env.str("CELERY_BILLING_QUEUE", default=""),
+    "formatting": env.str("CELERY_FORMATTING_QUEUE", default=""),
+    "ingest": env.str("CELERY_INGEST_QUEUE", default=""),
+}
 
 # Billing runs (billruns.services.run_work): a chunk whose worker holds it longer than the lease without
 # finishing is taken to be lost and is queued again by the resume job; after this many attempts it is

@@ -22,6 +22,7 @@ class BillrunsConfig(AppConfig):
                 order=30,
                 slot=MAIN,
                 permission="billruns.view_subscription",
+                lazy="usage",  # loaded right after the page (billing_mgmt.sections)
             )
         )
         register_section(
@@ -32,6 +33,8 @@ class BillrunsConfig(AppConfig):
                 order=35,  # after the subscriptions that consume it, before the ledger
                 slot=MAIN,
                 permission="billruns.view_walletestimate",
+                lazy="usage",  # loaded right after the page (billing_mgmt.sections)
+                notice="billruns.wallet-notice:{number}",  # billruns.views.NOTICE_SESSION_KEY
             )
         )
         register_statement_panel(

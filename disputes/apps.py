@@ -36,6 +36,7 @@ class DisputesConfig(AppConfig):
                 slot=MAIN,
                 permission="disputes.view_case",
                 refresh_on=("account-changed", "case-changed"),
+                lazy="activity",  # loaded right after the page (billing_mgmt.sections)
             )
         )
         register_section(
@@ -47,6 +48,7 @@ class DisputesConfig(AppConfig):
                 slot=MAIN,
                 permission="disputes.view_dispute",
                 refresh_on=("account-changed", "case-changed"),
+                lazy="activity",  # loaded right after the page (billing_mgmt.sections)
             )
         )
         register_statement_panel(

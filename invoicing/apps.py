@@ -17,6 +17,7 @@ class InvoicingConfig(AppConfig):
                 order=22,  # statements are 20, charts 25
                 slot=MAIN,
                 permission="invoicing.view_invoice",
+                lazy="activity",  # loaded right after the page (billing_mgmt.sections)
             )
         )
         register_statement_panel(

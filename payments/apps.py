@@ -18,6 +18,8 @@ class PaymentsConfig(AppConfig):
                 order=23,  # invoices are 22, charts 25, subscriptions 30
                 slot=MAIN,
                 permission="payments.view_payment",
+                lazy="activity",  # loaded right after the page (billing_mgmt.sections)
+                notice="payments.notice:payments:{number}",  # payments.views.NOTICE_KEY
             )
         )
         register_section(

@@ -25,6 +25,7 @@ class StatementsConfig(AppConfig):
                 order=50,
                 slot=MAIN,
                 permission="statements.view_financialtransaction",
+                lazy="more",  # loaded right after the page (billing_mgmt.sections)
             )
         )
         # Freshness of the data pulled from the account's billers, and the "Refresh from billers" button.
@@ -36,6 +37,7 @@ class StatementsConfig(AppConfig):
                 order=15,
                 slot=SIDE,
                 permission="statements.view_statement",
+                lazy="more",  # loaded right after the page (billing_mgmt.sections)
             )
         )
         # A biller's beat schedule follows its pull settings (why a receiver: statements/receivers.py).
@@ -75,5 +77,6 @@ class StatementsConfig(AppConfig):
                 order=25,
                 slot=MAIN,
                 permission="statements.view_statement",
+                lazy="usage",  # loaded right after the page (billing_mgmt.sections)
             )
         )

@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 
 from accounts.models import Account
 from accounts.selectors import bill_units_of
@@ -77,6 +78,10 @@ class Plan:
     keep: bool = False
     stall_seconds: float = 2.0
     profile_dir: Path | None = None
+    # How far the run goes: Assembling & Posting (the billing figure), or Formatting too (invoices rendered
+    # into media_root, a folder of the benchmark's own).
+    up_to: str = Stage.POSTING
+    media_root: Path | None = None
 
 
 def configure_celery(*, broker_url: str, queue: str) -> None:
@@ -102,7 +107,7 @@ def _prepare(plan: Plan) -> int:
             run_type=RunType.NORMAL,
             bill_as_of_day=plan.bill_as_of.day,
             chunk_size=plan.chunk_size,
-            run_formatting=False,
+            run_formatting=plan.up_to == Stage.FORMATTING,
         ),
         actor=ACTOR,
     )
@@ -251,20 +256,33 @@ def _skipped_chunk_tasks() -> int:
     return TaskResult.objects.filter(task_name="billruns.process_chunk", result=json.dumps("skipped")).count()
 
 
-def check_run(run: BillingRun, built: BuiltBase, months: int) -> dict[str, Any]:
+def check_run(run: BillingRun, built: BuiltBase, months: int, up_to: str = Stage.POSTING) -> dict[str, Any]:
     """What the run must have made: every bill unit one bill, everything rated and billed on its unit's
-    bill, the ledger carrying each bill's new charges + taxes once, cached balances equal to the ledger."""
-    units = set(Account.objects.filter(is_paying=True).values_list("pk", flat=True))
+    bill, the ledger carrying each bill's new charges + taxes once, cached balances equal to the ledger;
+    with Formatting, every bill its invoice."""
+    # The bill units the engine bills: paying accounts with subscriptions of their own or non-paying children.
+    # An account billed by external billers only (the CSR pages' history account, billing_mgmt.bench.pages)
+    # is no bill unit of the run, as run_bill_units has it.
+    own = Subscription.objects.filter(account_id=OuterRef("pk"))
+    kids = Account.objects.filter(parent_id=OuterRef("pk"), is_paying=False)
+    units = set(
+        Account.objects.filter(is_paying=True)
+        .filter(Q(Exists(own)) | Q(Exists(kids)))
+        .values_list("pk", flat=True)
+    )
+    formatting = up_to == Stage.FORMATTING
     checks: dict[str, bool] = {}
     checks["run_reached_posting"] = (
-        run.state == BillingRun.State.POSTING and run.execution == BillingRun.Execution.IDLE
+        run.state == (BillingRun.State.COMPLETED if formatting else BillingRun.State.POSTING)
+        and run.execution == BillingRun.Execution.IDLE
     )
     checks["no_exceptions"] = not RunException.objects.filter(run=run).exists()
     checks["every_unit_selected"] = run.accounts_selected == len(units) == built.bill_units
     statuses = dict(
         RunAccount.objects.filter(run=run).values("status").annotate(n=Count("id")).values_list("status", "n")
     )
-    checks["every_unit_posted"] = statuses == {RunAccount.Status.POSTED: len(units)}
+    done = RunAccount.Status.FORMATTED if formatting else RunAccount.Status.POSTED
+    checks["every_unit_posted"] = statuses == {done: len(units)}
     per_unit = dict(
         Statement.objects.filter(biller=engine_biller())
         .values("account_id")
@@ -307,7 +325,14 @@ def check_run(run: BillingRun, built: BuiltBase, months: int) -> dict[str, Any]:
         total_due=F("previous_balance") - F("payments") + F("adjustments") + F("new_charges") + F("taxes")
     ).exists()
     checks["balances_match_ledger"] = not ledger_mismatches(account_ids=sorted(units))
+    invoices = None
+    if formatting:
+        from invoicing.models import Invoice
+
+        invoices = Invoice.objects.filter(statement__run_account__run=run).count()
+        checks["every_bill_its_invoice"] = invoices == len(from_run)
     return {
+        "invoices": invoices,
         "checks": checks,
         "billed_total": str(billed),
         "ledger_bill_total": str(ledger),
@@ -316,10 +341,41 @@ def check_run(run: BillingRun, built: BuiltBase, months: int) -> dict[str, Any]:
     }
 
 
+def _in_background(clone: str, work: Callable[[str], Any]) -> tuple[threading.Thread, dict]:
+    """Run ``work(clone)`` in a thread with its own connection to the clone; its result or error lands in
+    the returned dict."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        from django.db import connections
+
+        try:
+            with databases.pointed_at(clone):
+                outcome["started"] = time.perf_counter()
+                outcome["result"] = work(clone)
+        except Exception as exc:  # reported by the caller with the measurement
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            outcome["finished"] = time.perf_counter()
+            connections.close_all()
+
+    thread = threading.Thread(target=target, name="bench-background", daemon=True)
+    thread.start()
+    return thread, outcome
+
+
 def measure(
-    *, plan: Plan, workers: int, built: BuiltBase, progress: Callable[[str], None] | None = None
+    *,
+    plan: Plan,
+    workers: int,
+    built: BuiltBase,
+    progress: Callable[[str], None] | None = None,
+    during: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
-    """Clone the template, bill it with ``workers`` workers, measure and check; drop the clone."""
+    """Clone the template, bill it with ``workers`` workers, measure and check; drop the clone.
+
+    ``during(clone)``, when given, is started in a thread as soon as the run is executing (a load on the
+    same database while the run goes: CSR pages); its result is the row's ``during``."""
     progress = progress or (lambda line: print(line, file=sys.stderr))
     clone = f"{plan.template}_w{workers}"
     databases.create(clone, template=plan.template)
@@ -329,7 +385,9 @@ def measure(
         database_url=databases.database_url(clone),
         broker_url=plan.broker_url,
         log_dir=plan.log_dir,
+        media_root=plan.media_root,
     )
+    background = None
     try:
         with databases.pointed_at(clone):
             run_id = _prepare(plan)
@@ -343,9 +401,13 @@ def measure(
             postgres_before = postgres_server_seconds()
             own_before = _own_cpu_seconds()
             started = time.perf_counter()
-            billrun_execute(run=run_id, up_to=Stage.POSTING, actor=ACTOR)
+            billrun_execute(run=run_id, up_to=plan.up_to, actor=ACTOR)
+            if during is not None:
+                background = _in_background(clone, during)
             finished, stalls = _wait(run_id, pool, plan.timeout, started, progress, plan.stall_seconds)
             seconds = finished - started
+            if background is not None:
+                background[0].join(timeout=plan.timeout)
             load_after = os.getloadavg()[0]
             machine_busy = machine_busy_seconds() - busy_before
             postgres_after = postgres_server_seconds()
@@ -354,10 +416,10 @@ def measure(
             pool.sample_memory()
             pool.stop()
             run = BillingRun.objects.get(pk=run_id)
-            found = check_run(run, built, plan.months)
+            found = check_run(run, built, plan.months, plan.up_to)
             stages = _stages(run)
             skipped = _skipped_chunk_tasks()
-            posting = RunStep.objects.filter(run=run, stage=Stage.POSTING).first()
+            posting = RunStep.objects.filter(run=run, stage=plan.up_to).first()
             server_seconds = _seconds(run.started_at, posting.finished_at if posting else None)
     finally:
         pool.stop()
@@ -400,5 +462,20 @@ def measure(
         "stalls": [stall.__dict__ for stall in stalls],
         "chunk_tasks_skipped": skipped,
         **found,
+        "during": _during_report(background, started, finished) if background else None,
         "ok": all(found["checks"].values()) and run.exception_count == 0 and not stalls,
+    }
+
+
+def _during_report(background: tuple[threading.Thread, dict], started: float, finished: float) -> dict:
+    """What the background work returned, and how much of it fell inside the run."""
+    outcome = background[1]
+    begin, end = outcome.get("started"), outcome.get("finished")
+    inside = None
+    if begin is not None and end is not None and end > begin:
+        inside = round(max(0.0, min(end, finished) - max(begin, started)) / (end - begin), 3)
+    return {
+        "result": outcome.get("result"),
+        "error": outcome.get("error") or (None if "finished" in outcome else "still running after the run"),
+        "share_inside_run": inside,
     }

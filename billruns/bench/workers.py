@@ -136,6 +136,7 @@ class Workers:
     cpu: dict[int, float] = field(default_factory=dict)  # pid -> CPU seconds used
     profilers: list[subprocess.Popen] = field(default_factory=list)
     started_at: float = 0.0
+    media_root: Path | None = None  # where rendered invoices go (Formatting); None: the settings' own
 
     def log_path(self, i: int) -> Path:
         return self.log_dir / f"{self.queue}-{i}.log"
@@ -151,7 +152,13 @@ class Workers:
             "DEBUG": "false",
             "SECRET_KEY": os.environ.get("SECRET_KEY") or f"bench-only-{secrets.token_hex(24)}",
             "PYTHONUNBUFFERED": "1",
+            # Every task on the measurement's private queue, whatever queues this machine's settings name.
+            "CELERY_BILLING_QUEUE": "",
+            "CELERY_FORMATTING_QUEUE": "",
+            "CELERY_INGEST_QUEUE": "",
         }
+        if self.media_root is not None:
+            env["MEDIA_ROOT"] = str(self.media_root)
         for i in range(1, self.count + 1):
             argv = [
                 sys.executable, "-m", "celery", "-A", "billing_mgmt", "worker", "--pool=prefork",

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from billing_mgmt.bulk import set_columns
+from billing_mgmt.bulk import insert_rows, next_ids, set_columns
 from billing_mgmt.money import Money, allocate, quantize
 
 from ..models import (
@@ -416,13 +416,21 @@ def _usage(ctx: RatingContext, before: dt.date, draft: SegmentDraft) -> list[Lin
         for day, quantity in new:
             per_day[day] += quantity
         per_price: list[tuple[Price, Decimal]] = []
+        candidates = [p for p in ctx.prices.get(component_id, []) if p.frequency_id is None]
+        checked: set[int] = set()
+        price = None
         for day in sorted(per_day):
-            (_, price), *_ = _price_slices(ctx, component, Period(day, day))
-            if per_price and per_price[-1][0].pk == price.pk:
+            if price is None or not price.covers(day):
+                price = next((p for p in candidates if p.covers(day)), None)
+                if price is None:  # as _price_slices says it
+                    raise RatingError("no_price", f"No price for {component.name} on {day.isoformat()}.")
+            if per_price and per_price[-1][0] is price:
                 per_price[-1] = (price, per_price[-1][1] + per_day[day])
             else:
                 per_price.append((price, per_day[day]))
-            _check_tiers(component, price)
+            if price.pk not in checked:
+                _check_tiers(component, price)
+                checked.add(price.pk)
         lines.extend(
             usage_lines(component=component, quantities=per_price, period=usage_period, currency=sub.currency)
         )
@@ -722,11 +730,19 @@ class _Rated:
     segment: BillSegment | None = None
 
 
+@dataclass
+class _Latest:
+    """A segment just rated (not stored yet), as the context's latest segment."""
+
+    period_start: dt.date
+    period_end: dt.date
+    status: str
+
+
 def _absorb(ctx: RatingContext, draft: SegmentDraft) -> None:
     """Keep the context as a fresh read would see it once the draft is stored: its lines are billed, its
     usage is rated, and it is the latest segment."""
-    ctx.latest = BillSegment(
-        subscription=ctx.subscription,
+    ctx.latest = _Latest(  # what periods_to_rate and prepaid_window read of it
         period_start=draft.period.start,
         period_end=draft.period.end,
         status=BillSegment.Status.ERROR if draft.error else BillSegment.Status.RATED,
@@ -809,47 +825,92 @@ def _store(rated: list[_Rated], run: Any) -> None:
                 setattr(item.segment, key, value)
             item.segment.billing_run = run
             again.append(item.segment)
-    BillSegment.objects.bulk_create(fresh)
+    _insert_segments(fresh)
     if again:
         BillSegment.objects.bulk_update(again, [*SEGMENT_FIELDS, "billing_run"])
-    CalculationLine.objects.bulk_create(
-        [
-            CalculationLine(
-                segment=item.segment,
-                position=i,
-                kind=line.kind,
-                component=line.component,
-                discount=line.discount,
-                tax_rate=line.tax_rate,
-                description=line.description[:300],
-                quantity=line.quantity,
-                unit=line.unit,
-                rate=line.rate,
-                proration_factor=line.proration_factor,
-                base=line.base,
-                amount=line.amount,
-                included=line.included,
-                period_start=line.period.start,
-                period_end=line.period.end,
+    insert_rows(
+        CalculationLine,
+        LINE_COLUMNS,
+        (
+            (
+                item.segment.pk,
+                i,
+                line.kind,
+                line.component.pk if line.component is not None else None,
+                line.discount.pk if line.discount is not None else None,
+                line.tax_rate.pk if line.tax_rate is not None else None,
+                line.description[:300],
+                line.quantity,
+                line.unit,
+                line.rate,
+                line.proration_factor,
+                line.base,
+                line.amount,
+                line.included,
+                line.period.start,
+                line.period.end,
             )
             for item in rated
             for i, line in enumerate(item.draft.lines, start=1)
-        ],
-        batch_size=2000,
+        ),
     )
     usage_ids, usage_segments = [], []
     for item in rated:
         usage_ids.extend(item.draft.usage_ids)
         usage_segments.extend([item.segment.pk] * len(item.draft.usage_ids))
     if usage_ids:
-        updated = set_columns(
-            UsageRecord,
-            usage_ids,
-            {"status": [UsageRecord.Status.RATED] * len(usage_ids), "segment": usage_segments},
-            where={"status": UsageRecord.Status.ACCEPTED},
-        )
+        updated = _mark_rated(usage_ids, usage_segments)
         if updated != len(usage_ids):
             raise UsageChanged(f"{len(usage_ids) - updated} usage record(s) changed while being rated.")
+
+
+SEGMENT_COLUMNS = (
+    "id", "subscription", "period_start", "billing_run", "rated_at", "frozen_at", "statement",
+    "wallet_transaction", *[name for name in SEGMENT_FIELDS if name != "rated_at"],
+)  # fmt: skip
+
+
+def _insert_segments(segments: list[BillSegment]) -> None:
+    """Insert new segments, each getting its id first (from the table's sequence) so that their lines can
+    name them: one query for the ids and one COPY, no parameter arrays."""
+    if not segments:
+        return
+    if connection.vendor != "postgresql":
+        BillSegment.objects.bulk_create(segments)
+        return
+    for segment, pk in zip(segments, next_ids(BillSegment, len(segments)), strict=True):
+        segment.pk = pk
+        segment._state.adding = False
+        segment._state.db = connection.alias
+    attnames = [BillSegment._meta.get_field(name).attname for name in SEGMENT_COLUMNS]
+    insert_rows(BillSegment, SEGMENT_COLUMNS, ([getattr(s, a) for a in attnames] for s in segments))
+
+
+LINE_COLUMNS = (
+    "segment", "position", "kind", "component", "discount", "tax_rate", "description", "quantity", "unit",
+    "rate", "proration_factor", "base", "amount", "included", "period_start", "period_end",
+)  # fmt: skip
+
+
+def _mark_rated(usage_ids: list[int], segment_ids: list[int]) -> int:
+    """Mark these usage records rated on their segments (only those still waiting). One UPDATE whose only
+    per-row values are the two id arrays (the status is a constant)."""
+    if connection.vendor != "postgresql":
+        return set_columns(
+            UsageRecord,
+            usage_ids,
+            {"status": [UsageRecord.Status.RATED] * len(usage_ids), "segment": segment_ids},
+            where={"status": UsageRecord.Status.ACCEPTED},
+        )
+    table = connection.ops.quote_name(UsageRecord._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS t SET status = %s, segment_id = v.segment_id "
+            f"FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, segment_id) "
+            f"WHERE t.id = v.id AND t.status = %s",
+            [UsageRecord.Status.RATED, usage_ids, segment_ids, UsageRecord.Status.ACCEPTED],
+        )
+        return cursor.rowcount
 
 
 def periods_to_rate(ctx: RatingContext, bill_as_of: dt.date) -> list[tuple[Period, BillSegment | None]]:

@@ -19,6 +19,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 from django.db.models import OuterRef, Q, Subquery, Sum
 
@@ -91,9 +92,16 @@ class RatingContext:
         # Asked for every usage record: remember the answer per day (periods are walked from the start).
         period = self._period_of.get(day)
         if period is None:
-            period = period_containing(day, self.subscription.start_date, self.cycle_day, self.months)
+            period = _period_containing(day, self.subscription.start_date, self.cycle_day, self.months)
             self._period_of[day] = period
         return period
+
+
+@lru_cache(maxsize=65536)
+def _period_containing(day: dt.date, start_date: dt.date, cycle_day: int, months: int) -> Period:
+    """``period_containing``, remembered across subscriptions (a run's subscriptions share few start dates
+    and cycle days, and periods are walked from the start)."""
+    return period_containing(day, start_date, cycle_day, months)
 
 
 def _jurisdiction_for(
@@ -173,7 +181,7 @@ def rating_contexts(
     """
     subscriptions = list(
         Subscription.objects.filter(pk__in=subscription_ids)
-        .select_related("price_plan", "frequency", "tax_jurisdiction", "account")
+        .select_related("price_plan", "frequency", "tax_jurisdiction")
         .order_by("processing_sequence", "id")
     )
     if not subscriptions:

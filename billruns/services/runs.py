@@ -238,11 +238,14 @@ def _dispatch_advance(run_id: int) -> None:
     advance_run.delay(run_id)
 
 
-def _dispatch_chunks(chunk_ids: list[int]) -> None:
+def _dispatch_chunks(chunk_ids: list[int], stage: str) -> None:
+    from billing_mgmt.queues import chunk_queue
+
     from ..tasks import process_chunk
 
+    queue = chunk_queue(stage)  # None: the default queue (or the task's route)
     for chunk_id in chunk_ids:
-        process_chunk.delay(chunk_id)
+        process_chunk.apply_async((chunk_id,), queue=queue) if queue else process_chunk.delay(chunk_id)
 
 
 def _dispatch_print_batch(reference: str) -> None:
@@ -378,7 +381,8 @@ def billrun_resume(*, run: BillingRun | int, actor: Any = None, force: bool = Tr
     )
     if force or ids:
         audit_record(actor=actor, action="billrun.resume", obj=run, after={"chunks_queued": len(ids)})
-    transaction.on_commit(lambda: _dispatch_chunks(ids))
+    stage = run.current_stage
+    transaction.on_commit(lambda: _dispatch_chunks(ids, stage))
     transaction.on_commit(lambda: _dispatch_advance(run.pk))
     return len(ids)
 
@@ -562,7 +566,7 @@ def billrun_advance(*, run_id: int) -> str:
         # No work in this stage (nothing selected, or skipped): finish it at once and go on.
     run.save()
     if to_queue:
-        transaction.on_commit(lambda: _dispatch_chunks(to_queue))
+        transaction.on_commit(lambda ids=to_queue, started=stage: _dispatch_chunks(ids, started))
     return f"{run.state}/{run.execution}"
 
 

@@ -11,10 +11,13 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Max, Prefetch, QuerySet, Sum
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Max, Prefetch, QuerySet, Sum, Window
 
 from statements.models import (
+    AccountBalance,
     BalanceType,
     FinancialTransaction,
     Statement,
@@ -33,6 +36,26 @@ def account_statements(*, account_id: int) -> QuerySet[Statement]:
         .select_related("biller")
         .order_by("-statement_date", "-id")
     )
+
+
+def account_statements_page(*, account_id: int, number: Any, per_page: int) -> Page:
+    """One page of the account's statements (newest first) with their count, in one query: the count comes
+    with the page's rows (``COUNT(*) OVER ()``). A page past the end (no rows) falls back to the paginator:
+    the count, then the last page."""
+    statements = account_statements(account_id=account_id)
+    paginator = Paginator(statements, per_page)
+    try:
+        wanted = int(number)
+    except (TypeError, ValueError):
+        wanted = 1
+    if wanted < 1:  # as Paginator.get_page: the last page
+        return paginator.get_page(wanted)
+    start = (wanted - 1) * per_page
+    rows = list(statements.annotate(total_count=Window(Count("id")))[start : start + per_page])
+    if not rows:
+        return paginator.get_page(wanted)
+    paginator.count = rows[0].total_count  # a cached_property: set, it is never queried
+    return Page(rows, wanted, paginator)
 
 
 def statement_for_account(*, account_number: str, statement_id: int) -> Statement:
@@ -172,9 +195,12 @@ class AccountBillerBalances:
         return sum(1 for row in self.rows if row.has_snapshot and not row.is_reconciled)
 
 
-def biller_balances(*, account_id: int, currency: str = "") -> AccountBillerBalances:
+def biller_balances(
+    *, account_id: int, currency: str = "", balances: list[AccountBalance] | None = None
+) -> AccountBillerBalances:
     """Per biller: its latest reported balance beside the ledger's, and the account's ledger total. Four
-    queries: the comparisons (two), the ledger grouped by biller, the cached receivable balance.
+    queries: the comparisons (two), the ledger grouped by biller, the cached receivable balance (none when
+    the caller has the account's cached ``balances`` already, e.g. from the balance tiles).
 
     Billers with ledger rows but no snapshot are listed with their ledger amount and no reported balance.
     """
@@ -207,7 +233,10 @@ def biller_balances(*, account_id: int, currency: str = "") -> AccountBillerBala
             as_of=comparison.as_of,
             received_at=comparison.received_at,
         )
-    receivable = account_receivable(account_id=account_id)
+    if balances is None:
+        receivable = account_receivable(account_id=account_id)
+    else:
+        receivable = next((b for b in balances if b.balance_type == BalanceType.RECEIVABLE), None)
     total = receivable.amount if receivable else Decimal(0)
     currency = (receivable.currency if receivable else "") or currency
     if not currency and rows:

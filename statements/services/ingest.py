@@ -21,9 +21,9 @@ from django.db.models import ProtectedError, Sum
 from django.utils import timezone
 
 from accounts.models import Account, Biller, BillerReference
-from billing_mgmt.audit import audit_record, snapshot
+from billing_mgmt.audit import audit_record, audit_records_bulk, snapshot
 from billing_mgmt.errors import ApplicationError, Conflict
-from billing_mgmt.numbering import SeriesSpec, next_number
+from billing_mgmt.numbering import SeriesSpec, next_number, next_numbers
 from statements.models import (
     BillerBalanceSnapshot,
     Channel,
@@ -33,8 +33,9 @@ from statements.models import (
     UsageSummary,
 )
 from statements.records import RecordInvalid, validate_record
+from statements.records_plain import plain_statement
 
-from .ledger import transaction_post
+from .ledger import LedgerEntry, transaction_post, transactions_post_bulk
 
 STATEMENT_SERIES = "statement"
 STATEMENT_SERIES_SPEC = SeriesSpec(name="Statements", prefix="ST-", padding=8)
@@ -131,42 +132,46 @@ def _locked_reason(statement: Statement) -> str | None:
     return None
 
 
+def _detail_rows(
+    statement: Statement, data: dict[str, Any]
+) -> tuple[list[StatementLine], list[UsageSummary]]:
+    lines = [
+        StatementLine(
+            statement=statement,
+            position=i,
+            line_type=line["type"],
+            product=line["product"],
+            service_identifier=line["service_identifier"],
+            description=line["description"],
+            quantity=line["quantity"],
+            unit=line["unit"],
+            unit_price=line["unit_price"],
+            amount=line["amount"],
+            tax=line["tax"],
+            period_start=line["period_start"],
+            period_end=line["period_end"],
+            external_id=line["external_id"],
+        )
+        for i, line in enumerate(data["lines"], start=1)
+    ]
+    usage = [
+        UsageSummary(
+            statement=statement,
+            service_identifier=item["service_identifier"],
+            usage_type=item["usage_type"],
+            quantity=item["quantity"],
+            unit=item["unit"],
+            included_quantity=item["included_quantity"],
+        )
+        for item in data["usage"]
+    ]
+    return lines, usage
+
+
 def _write_details(statement: Statement, data: dict[str, Any]) -> None:
-    StatementLine.objects.bulk_create(
-        [
-            StatementLine(
-                statement=statement,
-                position=i,
-                line_type=line["type"],
-                product=line["product"],
-                service_identifier=line["service_identifier"],
-                description=line["description"],
-                quantity=line["quantity"],
-                unit=line["unit"],
-                unit_price=line["unit_price"],
-                amount=line["amount"],
-                tax=line["tax"],
-                period_start=line["period_start"],
-                period_end=line["period_end"],
-                external_id=line["external_id"],
-            )
-            for i, line in enumerate(data["lines"], start=1)
-        ],
-        batch_size=1000,
-    )
-    UsageSummary.objects.bulk_create(
-        [
-            UsageSummary(
-                statement=statement,
-                service_identifier=item["service_identifier"],
-                usage_type=item["usage_type"],
-                quantity=item["quantity"],
-                unit=item["unit"],
-                included_quantity=item["included_quantity"],
-            )
-            for item in data["usage"]
-        ]
-    )
+    lines, usage = _detail_rows(statement, data)
+    StatementLine.objects.bulk_create(lines, batch_size=1000)
+    UsageSummary.objects.bulk_create(usage, batch_size=1000)
 
 
 def _post_charges(statement: Statement, actor: Any, *, new: bool = False) -> None:
@@ -621,7 +626,11 @@ def ingest_records(
     references: set[str] = set()
     for index, record in enumerate(records):
         try:
-            record_type, data = validate_record(record, default_type=default_type)
+            plain = plain_statement(record, default_type=default_type)
+            if plain is not None:
+                record_type, data = "statement", plain
+            else:
+                record_type, data = validate_record(record, default_type=default_type)
         except RecordInvalid as exc:
             raw_type = record.get("type", default_type) if isinstance(record, dict) else None
             raw_id = record.get("external_id") if isinstance(record, dict) else None
@@ -642,6 +651,7 @@ def ingest_records(
             references.add(data["account"])
         validated.append((index, record_type, data))
     accounts = _accounts_by_reference(biller, references) if references else {}
+    in_bulk = _new_statements_in_bulk(biller, validated, accounts, channel, actor)
 
     results: list[IngestResult] = []
     for item in validated:
@@ -649,6 +659,9 @@ def ingest_records(
             results.append(item)
             continue
         index, record_type, data = item
+        if index in in_bulk:
+            results.append(in_bulk[index])
+            continue
         try:
             with transaction.atomic():
                 result = _store(biller, record_type, data, accounts, channel, actor)
@@ -660,3 +673,177 @@ def ingest_records(
         result.index = index
         results.append(result)
     return results
+
+
+# --- new statements in sets ---------------------------------------------------------------------------------
+#
+# Most of a batch is usually statements the biller sends for the first time. Stored one by one, each takes
+# some twenty queries (its own transaction, savepoints, the ledger's idempotency look-ups, a balance update,
+# audit rows); stored together they take a fixed handful. Only the statements whose outcome cannot depend
+# on the order of the batch's records go together: new external ids (not stored, sent once in the batch),
+# numbers not used yet, an account that no other record of the batch touches, the account's currency, and no
+# other record naming the statement. Their answers are exactly those of ``statement_ingest`` (``created``),
+# and if a concurrent request stores one of their ids or numbers meanwhile, the set is rolled back and they
+# all take the record-by-record way, which answers each of them as it would have.
+
+
+def _bulk_candidates(
+    biller: Biller, validated: list, accounts: dict[str, Account]
+) -> list[tuple[int, dict[str, Any], Account]]:
+    records = [item for item in validated if not isinstance(item, IngestResult)]
+    statements = [(i, data) for i, record_type, data in records if record_type == "statement"]
+    if len(statements) < 2:
+        return []  # one statement alone: the record-by-record way is as quick
+    external_ids: dict[str, int] = {}
+    numbers: dict[str, int] = {}
+    for _, data in statements:
+        external_ids[data["external_id"]] = external_ids.get(data["external_id"], 0) + 1
+        if data["number"]:
+            numbers[data["number"]] = numbers.get(data["number"], 0) + 1
+    stored_ids = set(
+        Statement.objects.filter(biller=biller, external_id__in=list(external_ids))
+        .order_by()
+        .values_list("external_id", flat=True)
+    )
+    used_numbers = (
+        set(
+            Statement.objects.filter(biller=biller, number__in=list(numbers)).values_list("number", flat=True)
+        )
+        if numbers
+        else set()
+    )
+    candidates = []
+    for index, data in statements:
+        account = accounts.get(data["account"])
+        if (
+            account is not None
+            and external_ids[data["external_id"]] == 1
+            and data["external_id"] not in stored_ids
+            and (not data["number"] or (numbers[data["number"]] == 1 and data["number"] not in used_numbers))
+            and _account_currency(account) in (None, data["currency"])
+        ):
+            candidates.append((index, data, account))
+    chosen = {index for index, _, _ in candidates}
+    touched_accounts: set[str] = set()
+    named_statements: set[str] = set()
+    for index, _record_type, data in records:
+        if index in chosen:
+            continue
+        if "account" in data:
+            touched_accounts.add(data["account"])
+        if data.get("statement"):
+            named_statements.add(data["statement"])
+    return [
+        (index, data, account)
+        for index, data, account in candidates
+        if data["account"] not in touched_accounts and data["external_id"] not in named_statements
+    ]
+
+
+def _new_statements_in_bulk(
+    biller: Biller, validated: list, accounts: dict[str, Account], channel: str, actor: Any
+) -> dict[int, IngestResult]:
+    """Store the batch's plain new statements together (comment above); their answers by record index."""
+    candidates = _bulk_candidates(biller, validated, accounts)
+    if not candidates:
+        return {}
+    try:
+        with transaction.atomic():
+            statements = _create_statements(biller, candidates, channel, actor)
+    except IntegrityError:
+        return {}  # stored meanwhile by a concurrent request: each one answers on its own
+    return {
+        index: IngestResult(
+            index=index,
+            type="statement",
+            status=ACCEPTED,
+            external_id=statement.external_id,
+            outcome="created",
+            id=statement.pk,
+            number=statement.number,
+        )
+        for (index, _, _), statement in zip(candidates, statements, strict=True)
+    }
+
+
+def _create_statements(
+    biller: Biller, candidates: list[tuple[int, dict[str, Any], Account]], channel: str, actor: Any
+) -> list[Statement]:
+    """What ``statement_ingest`` does for a new statement, for many at once."""
+    numbers = iter(
+        next_numbers(
+            STATEMENT_SERIES, STATEMENT_SERIES_SPEC, count=sum(1 for _, d, _ in candidates if not d["number"])
+        )
+    )
+    received_at = timezone.now()
+    statements = [
+        Statement(
+            account=account,
+            biller=biller,
+            external_id=data["external_id"],
+            number=data["number"] or next(numbers),
+            channel=channel,
+            content_hash=statement_content_hash(data),
+            received_at=received_at,
+            **{k: data[k] for k in STATEMENT_HEADER if k not in ("number", "version")},
+        )
+        for _, data, account in candidates
+    ]
+    Statement.objects.bulk_create(statements)
+    lines: list[StatementLine] = []
+    usage: list[UsageSummary] = []
+    for statement, (_, data, _) in zip(statements, candidates, strict=True):
+        statement_lines, statement_usage = _detail_rows(statement, data)
+        lines += statement_lines
+        usage += statement_usage
+    StatementLine.objects.bulk_create(lines, batch_size=1000)
+    UsageSummary.objects.bulk_create(usage, batch_size=1000)
+
+    # The ledger, as _post_opening_balance and _post_charges post it, statement after statement.
+    account_ids = {account.pk for _, _, account in candidates}
+    with_history = set(
+        FinancialTransaction.objects.filter(biller=biller, account_id__in=account_ids)
+        .order_by()
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+    entries = []
+    for statement in statements:
+        if statement.previous_balance != 0 and statement.account_id not in with_history:
+            entries.append(
+                LedgerEntry(
+                    account_id=statement.account_id,
+                    kind=FinancialTransaction.Kind.OPENING_BALANCE,
+                    amount=statement.previous_balance,
+                    currency=statement.currency,
+                    effective_date=statement.period_start,
+                    idempotency_key=f"opening:{statement.account_id}:{biller.pk}",
+                    biller=biller,
+                    description=f"Balance brought forward from {biller.name}"[:300],
+                )
+            )
+            with_history.add(statement.account_id)
+        if statement.ledger_amount != 0:
+            entries.append(
+                LedgerEntry(
+                    account_id=statement.account_id,
+                    kind=FinancialTransaction.Kind.BILL,
+                    amount=statement.ledger_amount,
+                    currency=statement.currency,
+                    effective_date=statement.statement_date,
+                    idempotency_key=f"statement:{statement.pk}:v{statement.version}",
+                    biller=biller,
+                    description=f"Statement {statement.number}"[:300],
+                    statement_id=statement.pk,
+                )
+            )
+            with_history.add(statement.account_id)
+    transactions_post_bulk(entries=entries, actor=actor)
+    audit_records_bulk(
+        actor=actor,
+        action="statement.create",
+        objects=statements,
+        afters=[snapshot(statement, STATEMENT_HEADER) for statement in statements],
+        account_ids=[statement.account_id for statement in statements],
+    )
+    return statements

@@ -62,6 +62,11 @@ def _quantity_json(quantity: Decimal | None) -> str | None:
     return None if quantity is None else format(quantity.normalize(), "f")
 
 
+def _first_showing(request: HttpRequest) -> bool:
+    match = request.resolver_match
+    return match is not None and match.url_name == "account-part"
+
+
 def _billing_chart(account: Account, currency: str, locale: str) -> dict:
     data = selectors.billing_by_month(account_id=account.pk, currency=currency or None)
     labels = [format_date(month, "M Y") for month in data.months]
@@ -222,8 +227,9 @@ def charts_section(request: HttpRequest, account: Account) -> str:
             "charge_type_months": CHARGE_TYPE_MONTHS,
             "usage_months": USAGE_MONTHS,
             # The page that first shows the section loads Chart.js and the drawing script once; an HTMX
-            # refresh of the section only brings new data (charts.js redraws after the swap).
-            "load_scripts": not is_partial(request),
+            # refresh of the section only brings new data (charts.js redraws after the swap). The account
+            # page's lazy part that first brings the section (accounts.views.account_part) loads them too.
+            "load_scripts": not is_partial(request) or _first_showing(request),
         },
         request=request,
     )

@@ -14,6 +14,8 @@ from billing_mgmt.sections import is_partial
 from statements import selectors
 from statements.models import BalanceType
 
+from .statements import cached_balances
+
 LEDGER_ROWS = 20
 LEDGER_ROWS_FULL = 200  # on the section's own page (/accounts/<number>/sections/ledger/)
 
@@ -26,7 +28,7 @@ def _locale(account: Account) -> str:
 def balance_section(request: HttpRequest, account: Account) -> str:
     locale = _locale(account)
     tiles = []
-    for balance in selectors.account_balances(account_id=account.pk):
+    for balance in cached_balances(account):
         if balance.transaction_count == 0 and balance.amount == 0:
             continue
         receivable = balance.balance_type == BalanceType.RECEIVABLE

@@ -10,7 +10,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -43,6 +42,16 @@ def account_currency(account: Account) -> str:
     return profile.currency if profile else ""
 
 
+def cached_balances(account: Account) -> list:
+    """The account's cached balances (receivable, wallet), read once per request: the balance tiles and the
+    Account balances section both show them (kept on the account object the frame loaded)."""
+    balances = getattr(account, "_cached_balances", None)
+    if balances is None:
+        balances = selectors.account_balances(account_id=account.pk)
+        account._cached_balances = balances
+    return balances
+
+
 def _section_own_request(request: HttpRequest, key: str) -> bool:
     """True when the request is for this section alone (its URL, by HTMX or as a page of its own): only then
     does its ``page`` parameter mean anything (the account page shows the first page)."""
@@ -51,11 +60,12 @@ def _section_own_request(request: HttpRequest, key: str) -> bool:
 
 
 def statements_section(request: HttpRequest, account: Account) -> str:
-    """The account's statements, newest first, a page at a time: two queries (count, page)."""
+    """The account's statements, newest first, a page at a time: one query (the page with the count)."""
     page_number = request.GET.get("page") if _section_own_request(request, SECTION_KEY) else 1
-    paginator = Paginator(selectors.account_statements(account_id=account.pk), STATEMENTS_PER_PAGE)
-    # get_page() turns a page that is not a number, or past the end, into a page that exists.
-    page = paginator.get_page(page_number)
+    # A page that is not a number, or past the end, becomes a page that exists (as Paginator.get_page does).
+    page = selectors.account_statements_page(
+        account_id=account.pk, number=page_number, per_page=STATEMENTS_PER_PAGE
+    )
     return render_to_string(
         "statements/sections/statements.html",
         {
@@ -71,7 +81,9 @@ def statements_section(request: HttpRequest, account: Account) -> str:
 
 def balances_section(request: HttpRequest, account: Account) -> str:
     """Each biller's latest reported balance beside the ledger's, and the account's total: four queries."""
-    balances = selectors.biller_balances(account_id=account.pk, currency=account_currency(account))
+    balances = selectors.biller_balances(
+        account_id=account.pk, currency=account_currency(account), balances=cached_balances(account)
+    )
     return render_to_string(
         "statements/sections/balances.html",
         {"account": account, "balances": balances, "locale": account_locale(account)},

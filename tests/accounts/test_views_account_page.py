@@ -8,6 +8,7 @@ from django.urls import reverse
 from accounts.models import Account, Contact
 from statements.models import BalanceType, FinancialTransaction
 from statements.services import transaction_post
+from tests.pages import fill_parts, whole_page
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 NBSP = "\xa0"
@@ -40,10 +41,9 @@ def family(account_factory, contact_factory, biller_reference_factory, biller_fa
     return {"holding": holding, "region": region, "store": store, "sibling": sibling}
 
 
-def _page(client, account: Account) -> str:
-    response = client.get(reverse("account-detail", args=[account.number]))
-    assert response.status_code == 200
-    return response.content.decode()
+def _page(client, account) -> str:
+    """The account page as a browser shows it: its lazy parts loaded (tests/pages.py)."""
+    return whole_page(client, reverse("account-detail", args=[account.number]))
 
 
 def test_unknown_account_is_404(csr_client, db):
@@ -208,20 +208,17 @@ def test_account_page_query_count(csr_client, family, django_assert_max_num_quer
     store = family["store"]
     for i in range(10):
         transaction_post(account=store, kind="bill", amount=f"{i + 1}.00", currency="USD")
-    # The frame: session, user, roles, account + 2 prefetches, children, permissions (2), session save in a
-    # savepoint (3); the two ancestors come with the account (select_related). The sections: balance, ledger,
-    # biller balances (3), statements (2), charts (4), freshness (2), subscriptions (1 for this non-paying
-    # account: its subscriptions; tests/billruns/test_views_subscriptions.py counts a paying parent's),
-    # prepaid wallet (1 without a wallet; tests/billruns/test_views_wallet.py counts a wallet's), invoices
-    # (1 without invoices, 2 with: tests/invoicing/test_views.py). None of them grows with history
-    # (tests/statements/test_views_statements.py proves it over five years). Payments & adjustments (5: the
-    # paying parent's billing profile for the currency, its payments, adjustments, refunds and write-offs;
-    # 6 for those who may refund or write off: its balance) and Payment methods (1);
-    # tests/payments/test_views.py shows they do not grow with rows either. Cases and disputes (4: the Past
-    # due tile's past due and billing suspension, the Cases list, the Disputes list; constant whatever their
-    # number, tests/disputes/test_views.py).
-    with django_assert_max_num_queries(37):
-        body = _page(csr_client, store)
+    _page(csr_client, store)  # the first view writes the session (the recent accounts); count the next
+    # The first response (was 37 with every section in it): session, user, roles and permissions (one query,
+    # billing_mgmt.sections.load_roles_and_permissions), the account with its profile, parents, contacts,
+    # references and children (one), the balance tiles (one), Past due (two), Account balances (three),
+    # Statements (one: the page with its count), Invoices, Payment methods (one each). The sections below
+    # come in lazy parts, each one request: tests/accounts/test_page_query_guards.py counts them over five
+    # years of history.
+    with django_assert_max_num_queries(12):
+        response = csr_client.get(reverse("account-detail", args=[store.number]))
+    assert response.status_code == 200
+    body = fill_parts(csr_client, response.content.decode())
     assert body.count('class="num amount--debit"') == 10
 
 

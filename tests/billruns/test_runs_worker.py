@@ -129,7 +129,7 @@ def _through_redis(monkeypatch, workers: Workers) -> None:
     monkeypatch.setattr(
         runs,
         "_dispatch_chunks",
-        lambda ids: [workers.send("billruns.process_chunk", chunk_id) for chunk_id in ids],
+        lambda ids, stage: [workers.send("billruns.process_chunk", chunk_id) for chunk_id in ids],
     )
 
 

@@ -18,6 +18,7 @@ from billruns.models import BillSegment, Subscription
 from billruns.services import bill_create, subscription_rate
 from tests.billruns import builders as b
 from tests.billruns.pages import BILL_DATE, add_subscriptions, billed_household, mobile_plan
+from tests.pages import whole_page
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -30,9 +31,8 @@ def _section(client, account, **extra) -> str:
 
 
 def _page(client, account) -> str:
-    response = client.get(reverse("account-detail", args=[account.number]))
-    assert response.status_code == 200
-    return response.content.decode()
+    """The account page as a browser shows it: its lazy parts loaded (tests/pages.py)."""
+    return whole_page(client, reverse("account-detail", args=[account.number]))
 
 
 def _row(body: str, identifier: str) -> str:

@@ -22,6 +22,7 @@ from tests.billruns import builders as b
 from tests.billruns.pages import freeze_today
 from tests.billruns.runs_helpers import definition
 from tests.factories import AccountFactory
+from tests.pages import whole_page
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -81,9 +82,8 @@ def _section(client, account, **extra) -> str:
 
 
 def _page(client, account) -> str:
-    response = client.get(reverse("account-detail", args=[account.number]))
-    assert response.status_code == 200
-    return response.content.decode()
+    """The account page as a browser shows it: its lazy parts loaded (tests/pages.py)."""
+    return whole_page(client, reverse("account-detail", args=[account.number]))
 
 
 def _topup(client, account, amount: str, token: str | None = None, **extra):

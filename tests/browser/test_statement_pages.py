@@ -101,6 +101,7 @@ def test_csr_reads_statements_balances_and_charts(live_server, page, screenshots
     # Charts: every canvas has a Chart.js chart drawn from its json_script.
     charts = page.locator("#section-charts")
     charts.scroll_into_view_if_needed()
+    expect(charts.locator("canvas[data-chart]")).to_have_count(6)  # a lazy section: loaded after the page
     page.wait_for_function(ALL_CHARTS_DRAWN)
     assert _charts_drawn(page) == ["bar", "pie", "line", "line", "line", "line"]
     expect(charts.get_by_text("Billing by month", exact=True)).to_be_visible()

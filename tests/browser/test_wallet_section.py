@@ -128,6 +128,8 @@ def test_top_up_works_without_javascript(live_server, browser, supervisor_user, 
     try:
         _log_in(page, live_server, "supervisor")
         page.goto(f"{live_server.url}/accounts/{prepaid.number}/")
+        # Without JavaScript the lazy section is a link to its own page (billing_mgmt.sections, lazy=).
+        page.locator("#section-wallet").get_by_role("link", name="Show prepaid wallet").click()
         section = page.locator("#section-wallet")
         section.get_by_label("Amount in USD").fill("-3")
         section.get_by_role("button", name="Top up").click()

@@ -75,18 +75,33 @@ def test_compose_file_describes_the_production_like_stack():
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert re.findall(r"\$(?![{$])", body.replace("$$", "")) == []
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "beat"}
+    workers = {"worker", "worker-formatting", "worker-ingest"}
+    assert set(services) == {"postgres", "redis", "migrate", "web", "beat"} | workers
     assert {name for name, s in services.items() if "healthcheck" in s} >= {"postgres", "redis", "web"}
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     assert "gunicorn billing_mgmt.wsgi" in services["web"]["command"]
-    assert "worker" in services["worker"]["command"] and "container_name" not in services["worker"]
+    for name in workers:
+        assert "worker" in services[name]["command"] and "container_name" not in services[name]
+    # Billing, formatting and ingest each on their own queue (docs/scaling.md); the default queue is served.
+    queues = {name: re.search(r"-Q (\S+)", services[name]["command"]).group(1) for name in workers}
+    assert queues == {
+        "worker": "billing",
+        "worker-formatting": "formatting",
+        "worker-ingest": "ingest,celery",
+    }
+    environment = services["worker"]["environment"]
+    assert (
+        environment["CELERY_BILLING_QUEUE"],
+        environment["CELERY_FORMATTING_QUEUE"],
+        environment["CELERY_INGEST_QUEUE"],
+    ) == ("billing", "formatting", "ingest")
     assert "django_celery_beat.schedulers:DatabaseScheduler" in services["beat"]["command"]
     assert services["web"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     dockerfile = services["web"]["build"]["dockerfile_inline"]
     assert "\nFROM python:3.11-slim\n" in dockerfile
     assert "uv sync --frozen --no-dev" in dockerfile and "collectstatic" in dockerfile
-    for name in ("web", "worker", "beat", "migrate"):
+    for name in ("web", "beat", "migrate", *workers):
         environment = services[name]["environment"]
         assert {"DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"} <= set(
             environment

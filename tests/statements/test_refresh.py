@@ -17,6 +17,7 @@ from statements.selectors import account_freshness
 from statements.services import account_refresh_request, account_refresh_run
 from statements.tasks import refresh_account
 from tests.factories import statement_record
+from tests.pages import whole_page
 
 pytestmark = pytest.mark.django_db
 
@@ -251,7 +252,7 @@ def test_wrong_method_unknown_account_and_another_accounts_refresh(
 
 
 def test_the_section_shows_each_billers_freshness(csr_client, account, contoso, pusher, fake):
-    page = csr_client.get(reverse("account-detail", args=[account.number])).content.decode()
+    page = whole_page(csr_client, reverse("account-detail", args=[account.number]))  # the section is lazy
     assert 'id="section-freshness"' in page and "Data from billers" in page
     assert 'data-refresh-status="none"' in page
     assert page.count("Never pulled") == 1  # contoso; northwind sends its data

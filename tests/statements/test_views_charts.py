@@ -19,6 +19,7 @@ from billing_mgmt import roles
 from statements.models import Statement
 from statements.selectors import month_window
 from statements.views.charts import PALETTE, USAGE_COLOUR, biller_colours, usage_label
+from tests.pages import whole_page
 from tests.statements.history import make_statement, monthly_history
 
 pytestmark = pytest.mark.django_db
@@ -197,7 +198,8 @@ def test_empty_state_without_statements(csr_client, account):
 
 
 def test_scripts_are_local_and_loaded_once_by_the_full_page(csr_client, account, history):
-    page = csr_client.get(reverse("account-detail", args=[account.number])).content.decode()
+    # The section is lazy: the part that brings it brings the scripts (tests/pages.py loads it).
+    page = whole_page(csr_client, reverse("account-detail", args=[account.number]))
     assert page.count(f'<script src="{CHARTJS}" defer></script>') == 1
     assert page.count(f'<script src="{CHARTS_JS}" defer></script>') == 1
     # Every asset is served locally (a random token may well contain "cdn": look at the addresses).

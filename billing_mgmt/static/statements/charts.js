@@ -147,15 +147,28 @@
 
   window.BillingCharts = { draw: draw };
 
+  // Scripts that arrive in an htmx swap (the account page's lazy part) load without a set order: Chart.js
+  // may come after this file. Wait for it (a few seconds at most) before the first drawing.
+  function drawWhenReady(root, tries) {
+    if (window.Chart) return draw(root);
+    if ((tries || 0) < 200) setTimeout(function () { drawWhenReady(root, (tries || 0) + 1); }, 25);
+  }
+
   if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", function () { draw(document); });
+    document.addEventListener("DOMContentLoaded", function () { drawWhenReady(document); });
   } else {
-    draw(document);
+    drawWhenReady(document);
   }
   // htmx restores a page from its history cache as HTML: the canvases come back blank.
   document.addEventListener("htmx:historyRestore", function () { draw(document); });
   document.addEventListener("htmx:afterSettle", function (event) {
     var target = event.detail && event.detail.elt;
+    draw(target && target.querySelectorAll ? target : document);
+  });
+  // The account page loads the charts' section lazily, swapped into its card out of band (htmx:afterSettle
+  // then names the part's loader, not the card).
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    var target = event.detail && event.detail.target;
     draw(target && target.querySelectorAll ? target : document);
   });
 })();

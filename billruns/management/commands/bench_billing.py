@@ -17,28 +17,21 @@ a check of what a run made fails (the table and the JSON are still written).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
-import platform
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
-import celery
-import django
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
 from billruns.bench import databases
-from billruns.bench.customers import BaseSpec, BuiltBase, build_customer_base
+from billruns.bench.customers import BaseSpec, BuiltBase
 from billruns.bench.measure import Plan, RunTimeout, measure
-from billruns.bench.workers import WorkerError, redis_ping, redis_version
+from billruns.bench.template import build_template, code_facts, machine_facts
+from billruns.bench.workers import WorkerError, redis_ping
 
 DEFAULT_DATABASE = "billing_bench"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/14"
@@ -62,56 +55,6 @@ def _worker_counts(value: str) -> list[int]:
     if not counts or any(n < 1 or n > 64 for n in counts):
         raise CommandError("--workers: counts from 1 to 64, e.g. 1,2.")
     return counts
-
-
-def _fingerprint(spec: BaseSpec) -> str:
-    """What a built template depends on: the spec, the builder's code and the migrations."""
-    from billruns.bench import customers
-
-    loader = MigrationLoader(None, ignore_no_migrations=True)
-    digest = hashlib.sha256(Path(customers.__file__).read_bytes())
-    digest.update(",".join(sorted(f"{a}.{n}" for a, n in loader.disk_migrations)).encode())
-    return f"bench_billing:{spec.describe()};code={digest.hexdigest()[:16]}"
-
-
-def _code() -> dict:
-    """The commit measured, and the files changed since (the figures are for this code)."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout if done.returncode == 0 else None
-
-    commit = git("rev-parse", "--short", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") or ""
-    return {
-        "commit": commit.strip() if commit else None,
-        "modified": [line[3:] for line in status.splitlines() if line.strip()],
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _memory_mb() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return None
 
 
 def _cell(row: dict, key: str) -> str:
@@ -298,25 +241,7 @@ class Command(BaseCommand):
             self.stderr.write(line)
 
     def _build(self, spec: BaseSpec, template: str, *, reuse: bool) -> BuiltBase:
-        fingerprint = _fingerprint(spec)
-        if reuse and databases.exists(template):
-            comment = databases.comment_of(template)
-            if comment.startswith(fingerprint + ";built="):
-                self._say(f"Reusing {template} ({spec.describe()}).")
-                return BuiltBase(**json.loads(comment.split(";built=", 1)[1]))
-        self._say(f"Building {template}: {spec.describe()}...")
-        started = time.perf_counter()
-        databases.create(template)
-        with databases.pointed_at(template):
-            call_command("migrate", interactive=False, verbosity=0)
-            migrated = time.perf_counter() - started
-            built = build_customer_base(spec)
-        databases.set_comment(template, f"{fingerprint};built={json.dumps(built.as_dict())}")
-        self._say(
-            f"  migrated in {migrated:.1f}s, built in {built.seconds:.1f}s: {built.accounts:,} accounts "
-            f"({built.children:,} non-paying children, {built.bill_units:,} bill units), "
-            f"{built.subscriptions:,} subscriptions, {built.usage_records:,} usage records"
-        )
+        built, _ = build_template(spec, template, reuse=reuse, say=self._say)
         return built
 
     def _report(
@@ -335,18 +260,8 @@ class Command(BaseCommand):
                 "worker_mode": "N separate `celery worker --pool=prefork --concurrency=1` processes",
                 "database": plan.template,
             },
-            "machine": {
-                "cpu_count": os.cpu_count(),
-                "cpu_model": _cpu_model(),
-                "memory_mb": _memory_mb(),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "django": django.get_version(),
-                "celery": celery.__version__,
-                "postgresql": databases.server_facts(),
-                "redis": redis_version(plan.broker_url),
-            },
-            "code": _code(),
+            "machine": machine_facts(plan.broker_url),
+            "code": code_facts(),
             "build": built.as_dict(),
             "columns": [key for _, _, key in COLUMNS[1:]],
             "results": rows,
