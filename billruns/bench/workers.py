@@ -328,3 +328,14 @@ def redis_version(url: str) -> str:
         )
     except redis.exceptions.RedisError:
         return ""
+
+
+def worker_counts(value: str) -> list[int]:
+    """The worker counts of a ``--workers`` option ("1,2"); ValueError says what is wrong."""
+    try:
+        counts = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"a comma-separated list of worker counts, not '{value}'.") from None
+    if not counts or any(n < 1 or n > 64 for n in counts):
+        raise ValueError("counts from 1 to 64, e.g. 1,2.")
+    return counts

@@ -57,7 +57,7 @@ def test_bench_measures_everything_and_reports_each_figure_against_its_target(be
         "account page, 4 clients",
         "account page's lazy parts, 4 clients",
         "statement page, 4 clients",
-        "during a run",
+        "in a run",
         "invoice rendering alone, 1 process",
         "layout, mean per invoice",
         "invoice rendering alone, 2 processes (total)",

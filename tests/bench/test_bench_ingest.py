@@ -7,19 +7,16 @@ dropped at the end.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import pytest
-from django.conf import settings
-from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import BillerApiKey
 from billing_mgmt.bench.ingest import measure_statement_ingest, measure_usage_ingest
 from billruns.bench import databases
-from billruns.bench.customers import BaseSpec, build_customer_base
 from billruns.models import UsageRecord
 from statements.models import Statement
+from tests.bench.bases import private_base
 
 ACCOUNTS = 30
 FIGURES = {"seconds", "p50_request_ms", "p95_request_ms", "p50_server_ms", "p95_server_ms", "cpu_seconds"}
@@ -27,20 +24,8 @@ FIGURES = {"seconds", "p50_request_ms", "p95_request_ms", "p50_server_ms", "p95_
 
 @pytest.fixture
 def bench_base(django_db_blocker):
-    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql", (
-        "The benchmark runs on PostgreSQL: set DATABASE_URL=postgres://..."
-    )
-    name = f"bench_ingest_smoke_{uuid.uuid4().hex[:10]}"
-    with django_db_blocker.unblock():  # the test's own database, not pytest-django's
-        databases.create(name)
-        try:
-            with databases.pointed_at(name):
-                call_command("migrate", interactive=False, verbosity=0)
-                first = timezone.localdate().replace(day=1)
-                build_customer_base(BaseSpec(accounts=ACCOUNTS, seed=7, months=1, bill_as_of=first))
-            yield name
-        finally:
-            databases.drop(name)
+    with private_base(django_db_blocker, prefix="bench_ingest_smoke", accounts=ACCOUNTS) as name:
+        yield name
 
 
 def test_usage_and_statement_ingest_are_measured_and_checked(bench_base, tmp_path):

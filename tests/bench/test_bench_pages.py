@@ -7,19 +7,15 @@ private to the test (the one DATABASE_URL names is never touched) and is dropped
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
-from django.conf import settings
-from django.core.management import call_command
-from django.utils import timezone
 
 from accounts.models import Account
 from billing_mgmt.bench.pages import WRK, build_history_account, measure_pages
 from billruns.bench import databases
-from billruns.bench.customers import BaseSpec, build_customer_base
 from billruns.models import Subscription, UsageRecord
 from statements.models import Statement
+from tests.bench.bases import private_base
 
 ACCOUNTS = 20
 FIGURES = {
@@ -30,20 +26,8 @@ FIGURES = {
 
 @pytest.fixture
 def bench_base(django_db_blocker):
-    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql", (
-        "The benchmark runs on PostgreSQL: set DATABASE_URL=postgres://..."
-    )
-    name = f"bench_h3_pages_smoke_{uuid.uuid4().hex[:10]}"
-    with django_db_blocker.unblock():  # the test's own database, not pytest-django's
-        databases.create(name)
-        try:
-            with databases.pointed_at(name):
-                call_command("migrate", interactive=False, verbosity=0)
-                first = timezone.localdate().replace(day=1)
-                build_customer_base(BaseSpec(accounts=ACCOUNTS, seed=7, months=1, bill_as_of=first))
-            yield name
-        finally:
-            databases.drop(name)
+    with private_base(django_db_blocker, prefix="bench_pages_smoke", accounts=ACCOUNTS) as name:
+        yield name
 
 
 def test_history_account_leaves_the_billing_run_alone(bench_base, django_db_blocker):

@@ -40,7 +40,7 @@ from billruns.bench import databases
 from billruns.bench.customers import BaseSpec, BuiltBase
 from billruns.bench.measure import Plan, RunTimeout, measure
 from billruns.bench.template import build_template, code_facts, machine_facts
-from billruns.bench.workers import WorkerError, redis_ping
+from billruns.bench.workers import WorkerError, redis_ping, worker_counts
 from billruns.models import Stage
 
 PARTS = ("billing", "formatting", "ingest", "pages", "invoices")
@@ -64,7 +64,7 @@ TARGET_PAGE_QUERIES = 15
 TARGET_INVOICES_PER_SECOND = 15
 
 COLUMNS = [  # title, width, key, align
-    ("measurement", 44, "label", "<"),
+    ("measurement", 52, "label", "<"),
     ("value", 10, "value", ">"),
     ("unit", 13, "unit", "<"),
     ("p50 ms", 7, "p50_ms", ">"),
@@ -82,16 +82,6 @@ def _parts(value: str) -> list[str]:
     if unknown or not parts:
         raise CommandError(f"--only: a comma-separated list of {', '.join(PARTS)}, not '{value}'.")
     return [part for part in PARTS if part in parts]
-
-
-def _worker_counts(value: str) -> list[int]:
-    try:
-        counts = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError as exc:
-        raise CommandError(f"--workers: a comma-separated list of worker counts, not '{value}'.") from exc
-    if not counts or any(n < 1 or n > 64 for n in counts):
-        raise CommandError("--workers: counts from 1 to 64, e.g. 1,2.")
-    return counts
 
 
 def _number(value: Any, digits: int = 1) -> str:
@@ -186,7 +176,10 @@ class Command(BaseCommand):
             )
         self.options = options
         parts = _parts(options["only"])
-        counts = _worker_counts(options["workers"])
+        try:
+            counts = worker_counts(options["workers"])
+        except ValueError as exc:
+            raise CommandError(f"--workers: {exc}") from exc
         accounts = options["accounts"]
         if accounts < 1 or options["format_accounts"] < 1:
             raise CommandError("--accounts and --format-accounts must be at least 1.")
@@ -465,8 +458,8 @@ class Command(BaseCommand):
         billed = {row["workers"]: row for row in self.details.get("billing", [])}
         expected = billed[2]["seconds"] if 2 in billed else None
         per_page = self.options["page_seconds"]
-        if expected:
-            per_page = max(3.0, min(per_page, (expected - 8) / 2 - 2))
+        if expected:  # three loads (the page, its parts, the statement page), after the server's start
+            per_page = max(3.0, min(per_page, (expected - 8) / 3 - 2))
         self._say(f"CSR pages while a billing run goes (2 workers), {per_page:.0f}s a page...")
         row = self._guard(
             "pages during a run",
@@ -494,7 +487,7 @@ class Command(BaseCommand):
             label = f"{name}, {self.options['page_clients']} clients"
             if during_run:
                 share = f" ({inside:.0%} inside)" if inside is not None and inside < 0.999 else ""
-                label += f", during a run{share}"
+                label += f", in a run{share}"
             met = None
             if p95 is not None and queries is not None:
                 met = p95 < limit and queries <= TARGET_PAGE_QUERIES

@@ -31,7 +31,7 @@ from billruns.bench import databases
 from billruns.bench.customers import BaseSpec, BuiltBase
 from billruns.bench.measure import Plan, RunTimeout, measure
 from billruns.bench.template import build_template, code_facts, machine_facts
-from billruns.bench.workers import WorkerError, redis_ping
+from billruns.bench.workers import WorkerError, redis_ping, worker_counts
 
 DEFAULT_DATABASE = "billing_bench"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/14"
@@ -45,16 +45,6 @@ COLUMNS = [
     ("exceptions", 11, "exceptions"),
     ("peak worker MB", 15, "peak_worker_mb"),
 ]
-
-
-def _worker_counts(value: str) -> list[int]:
-    try:
-        counts = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError as exc:
-        raise CommandError(f"--workers: a comma-separated list of worker counts, not '{value}'.") from exc
-    if not counts or any(n < 1 or n > 64 for n in counts):
-        raise CommandError("--workers: counts from 1 to 64, e.g. 1,2.")
-    return counts
 
 
 def _cell(row: dict, key: str) -> str:
@@ -156,7 +146,10 @@ class Command(BaseCommand):
             raise CommandError("--months must be from 1 to 12.")
         if not 1 <= chunk_size <= 5000:
             raise CommandError("--chunk-size must be from 1 to 5000 (the run definition's range).")
-        counts = _worker_counts(options["workers"])
+        try:
+            counts = worker_counts(options["workers"])
+        except ValueError as exc:
+            raise CommandError(f"--workers: {exc}") from exc
         bill_as_of = options["bill_as_of"] or timezone.localdate().replace(day=1)
         if bill_as_of.day != 1:
             raise CommandError("--bill-as-of must be the first of a month (the bill cycle day).")
