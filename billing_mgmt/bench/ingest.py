@@ -39,7 +39,7 @@ from accounts.services import biller_api_key_create
 from billruns.models import Subscription, UsageRecord
 from statements.models import Statement, StatementLine
 
-from .web import percentile, process_cpu_seconds, web_server
+from .web import WebServer, percentile, process_cpu_seconds, web_server
 
 USAGE_PATH = "/api/v1/usage-records/bulk/"
 STATEMENT_PATH = "/api/v1/ingest/bulk/"
@@ -161,6 +161,30 @@ def _timing_figures(pushed: dict[str, Any], server_ms: list[float]) -> dict[str,
     }
 
 
+def _measured_push(
+    server: WebServer,
+    database: str,
+    key: str,
+    path: str,
+    bodies: list[bytes],
+    clients: int,
+    wrong: Callable[[int, bytes], int],
+) -> tuple[dict[str, Any], list[float], dict[str, float]]:
+    """``_push`` the bodies to the server; with the server times of its requests and the CPU seconds the
+    web workers, their PostgreSQL backends and this client used meanwhile."""
+    mark = server.mark()
+    workers, backends = server.worker_cpu_seconds(), _backend_cpu_seconds(database)
+    client = time.process_time()
+    pushed = _push(server.base_url, key, path, bodies, clients, wrong)
+    cpu = {
+        "web_workers": round(server.worker_cpu_seconds() - workers, 2),
+        "postgres": round(_backend_cpu_spent(backends, _backend_cpu_seconds(database)), 2),
+        "client": round(time.process_time() - client, 2),
+    }
+    server_ms = [ms for _, ms in server.server_times(since=mark, path_prefix=path)]
+    return pushed, server_ms, cpu
+
+
 # --- usage records -----------------------------------------------------------------------------------------
 
 
@@ -243,14 +267,9 @@ def measure_usage_ingest(
         f"of {batch}, {clients} clients"
     )
     with web_server(database_url=database_url, log_dir=log_dir, name="ingest-usage") as server:
-        mark = server.mark()
-        cpu_workers, cpu_backends = server.worker_cpu_seconds(), _backend_cpu_seconds(database)
-        cpu_client = time.process_time()
-        pushed = _push(server.base_url, key, USAGE_PATH, bodies, clients, _usage_wrong)
-        cpu_client = time.process_time() - cpu_client
-        cpu_workers = server.worker_cpu_seconds() - cpu_workers
-        cpu_backends = _backend_cpu_spent(cpu_backends, _backend_cpu_seconds(database))
-        server_ms = [ms for _, ms in server.server_times(since=mark, path_prefix=USAGE_PATH)]
+        pushed, server_ms, cpu = _measured_push(
+            server, database, key, USAGE_PATH, bodies, clients, _usage_wrong
+        )
         progress(f"usage ingest: {records / pushed['seconds']:,.0f} records/s; resending {RESEND_BATCHES}")
         stored = _usage_stored(biller.code, prefix)
         resent = [_usage_resend(server.base_url, key, body) for body in bodies[:RESEND_BATCHES]]
@@ -268,11 +287,7 @@ def measure_usage_ingest(
         **_timing_figures(pushed, server_ms),
         "errors": len(pushed["errors"]) + pushed["bad_records"],
         "error_samples": pushed["errors"][:5],
-        "cpu_seconds": {
-            "web_workers": round(cpu_workers, 2),
-            "postgres": round(cpu_backends, 2),
-            "client": round(cpu_client, 2),
-        },
+        "cpu_seconds": cpu,
         "checks": {
             "stored_exactly_once": stored - before == records,
             "resend_deduplicated": stored_after_resend == stored
@@ -447,14 +462,9 @@ def measure_statement_ingest(
         f"of {batch}, {clients} clients"
     )
     with web_server(database_url=database_url, log_dir=log_dir, name="ingest-statements") as server:
-        mark = server.mark()
-        cpu_workers, cpu_backends = server.worker_cpu_seconds(), _backend_cpu_seconds(database)
-        cpu_client = time.process_time()
-        pushed = _push(server.base_url, key, STATEMENT_PATH, bodies, clients, _statement_wrong)
-        cpu_client = time.process_time() - cpu_client
-        cpu_workers = server.worker_cpu_seconds() - cpu_workers
-        cpu_backends = _backend_cpu_spent(cpu_backends, _backend_cpu_seconds(database))
-        server_ms = [ms for _, ms in server.server_times(since=mark, path_prefix=STATEMENT_PATH)]
+        pushed, server_ms, cpu = _measured_push(
+            server, database, key, STATEMENT_PATH, bodies, clients, _statement_wrong
+        )
         progress(f"statement ingest: {statements / pushed['seconds']:,.0f} statements/s; resending")
         stored, lines = _statements_stored(biller, prefix)
         resent = [_statement_resend(server.base_url, key, body) for body in bodies[:RESEND_BATCHES]]
@@ -473,11 +483,7 @@ def measure_statement_ingest(
         **_timing_figures(pushed, server_ms),
         "errors": len(pushed["errors"]) + pushed["bad_records"],
         "error_samples": pushed["errors"][:5],
-        "cpu_seconds": {
-            "web_workers": round(cpu_workers, 2),
-            "postgres": round(cpu_backends, 2),
-            "client": round(cpu_client, 2),
-        },
+        "cpu_seconds": cpu,
         "checks": {
             "stored_exactly_once": stored == statements and lines == statements * lines_per_statement,
             "resend_deduplicated": stored_after_resend == (stored, lines)

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from decimal import Decimal
 from typing import Any
 
@@ -188,18 +189,9 @@ def _post_charges(statement: Statement, actor: Any, *, new: bool = False) -> Non
     if delta == 0:
         return
     replaced = f" (replaced, version {statement.version})" if first else ""
+    entry = _bill_entry(statement, delta, replaced)
     transaction_post(
-        account=statement.account,
-        kind=FinancialTransaction.Kind.BILL,
-        amount=delta,
-        currency=statement.currency,
-        effective_date=statement.statement_date,
-        biller=statement.biller,
-        idempotency_key=f"statement:{statement.pk}:v{statement.version}",
-        corrects=first,
-        description=f"Statement {statement.number}{replaced}"[:300],
-        statement=statement,
-        actor=actor,
+        account=statement.account, corrects=first, statement=statement, actor=actor, **_post_fields(entry)
     )
 
 
@@ -213,17 +205,42 @@ def _post_opening_balance(statement: Statement, actor: Any) -> None:
     ).exists()
     if has_history:
         return
-    transaction_post(
-        account=statement.account,
+    transaction_post(account=statement.account, actor=actor, **_post_fields(_opening_entry(statement)))
+
+
+def _opening_entry(statement: Statement) -> LedgerEntry:
+    """The opening-balance row of a biller's first statement for an account: its previous balance."""
+    return LedgerEntry(
+        account_id=statement.account_id,
         kind=FinancialTransaction.Kind.OPENING_BALANCE,
         amount=statement.previous_balance,
         currency=statement.currency,
         effective_date=statement.period_start,
-        biller=statement.biller,
         idempotency_key=f"opening:{statement.account_id}:{statement.biller_id}",
+        biller=statement.biller,
         description=f"Balance brought forward from {statement.biller.name}"[:300],
-        actor=actor,
     )
+
+
+def _bill_entry(statement: Statement, amount: Decimal, suffix: str = "") -> LedgerEntry:
+    """The BILL row of a statement's version: its charges (or, for a replacement, the difference)."""
+    return LedgerEntry(
+        account_id=statement.account_id,
+        kind=FinancialTransaction.Kind.BILL,
+        amount=amount,
+        currency=statement.currency,
+        effective_date=statement.statement_date,
+        idempotency_key=f"statement:{statement.pk}:v{statement.version}",
+        biller=statement.biller,
+        description=f"Statement {statement.number}{suffix}"[:300],
+        statement_id=statement.pk,
+    )
+
+
+def _post_fields(entry: LedgerEntry) -> dict[str, Any]:
+    """An entry's fields as ``transaction_post`` takes them (it takes the account and statement as rows)."""
+    rows = ("account_id", "statement_id")
+    return {f.name: getattr(entry, f.name) for f in dataclass_fields(entry) if f.name not in rows}
 
 
 @transaction.atomic
@@ -810,33 +827,10 @@ def _create_statements(
     entries = []
     for statement in statements:
         if statement.previous_balance != 0 and statement.account_id not in with_history:
-            entries.append(
-                LedgerEntry(
-                    account_id=statement.account_id,
-                    kind=FinancialTransaction.Kind.OPENING_BALANCE,
-                    amount=statement.previous_balance,
-                    currency=statement.currency,
-                    effective_date=statement.period_start,
-                    idempotency_key=f"opening:{statement.account_id}:{biller.pk}",
-                    biller=biller,
-                    description=f"Balance brought forward from {biller.name}"[:300],
-                )
-            )
+            entries.append(_opening_entry(statement))
             with_history.add(statement.account_id)
         if statement.ledger_amount != 0:
-            entries.append(
-                LedgerEntry(
-                    account_id=statement.account_id,
-                    kind=FinancialTransaction.Kind.BILL,
-                    amount=statement.ledger_amount,
-                    currency=statement.currency,
-                    effective_date=statement.statement_date,
-                    idempotency_key=f"statement:{statement.pk}:v{statement.version}",
-                    biller=biller,
-                    description=f"Statement {statement.number}"[:300],
-                    statement_id=statement.pk,
-                )
-            )
+            entries.append(_bill_entry(statement, statement.ledger_amount))
             with_history.add(statement.account_id)
     transactions_post_bulk(entries=entries, actor=actor)
     audit_records_bulk(
