@@ -277,7 +277,7 @@ class RunDefinitionForm(ServiceForm):
             "due_proximity_min_days", "due_proximity_max_days", "due_proximity_default_sign",
             "due_proximity_default_days",
             "recurring", "schedule", "recurring_up_to",
-            "run_formatting", "estimate_wallet_consumption", "chunk_size",
+            "run_formatting", "estimate_wallet_consumption", "chunk_size", "formatting_chunk_size",
             "billing_term_schemes", "billing_frequencies",
             "ar_classifications", "payment_preferences", "presentment_preferences",
         )  # fmt: skip
@@ -346,7 +346,17 @@ class RunDefinitionAdmin(BillingAdminOnly, ServiceSavedAdmin):
             },
         ),
         ("Recurrence", {"fields": ("recurring", "schedule", "recurring_up_to", "periodic_task_link")}),
-        ("Processing settings", {"fields": ("run_formatting", "estimate_wallet_consumption", "chunk_size")}),
+        (
+            "Processing settings",
+            {
+                "fields": (
+                    "run_formatting",
+                    "estimate_wallet_consumption",
+                    "chunk_size",
+                    "formatting_chunk_size",
+                )
+            },
+        ),
         (
             "Default criteria",
             {

@@ -286,6 +286,7 @@ class RunDefinitionSerializer(serializers.ModelSerializer):
             "run_formatting",
             "estimate_wallet_consumption",
             "chunk_size",
+            "formatting_chunk_size",
             "billing_term_schemes",
             "billing_frequencies",
             "ar_classifications",

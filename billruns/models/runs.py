@@ -171,6 +171,12 @@ class RunDefinition(CriteriaMixin):
         validators=[MinValueValidator(1), MaxValueValidator(5000)],
         help_text="Bill units per unit of work spread over the workers.",
     )
+    formatting_chunk_size = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(5000)],
+        help_text="Bill units per unit of work in the Formatting step. Rendering an invoice costs far more "
+        "than billing it, so smaller units spread a run's invoices over every formatting worker.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -27,8 +27,8 @@ DEFINITION_FIELDS = [
     "name", "run_type", "active", "bill_as_of_day", "transaction_date_rule", "transaction_date_offset_days",
     "due_proximity_min_days", "due_proximity_max_days", "due_proximity_default_sign",
     "due_proximity_default_days", "recurring", "schedule", "recurring_up_to", "run_formatting",
-    "estimate_wallet_consumption", "chunk_size", "ar_classifications", "payment_preferences",
-    "presentment_preferences",
+    "estimate_wallet_consumption", "chunk_size", "formatting_chunk_size", "ar_classifications",
+    "payment_preferences", "presentment_preferences",
 ]  # fmt: skip
 
 

@@ -445,6 +445,9 @@ def _start_stage(run: BillingRun, stage: str) -> list[int]:
             .order_by("index")
             .values_list("account_ids", flat=True)
         ]
+        if stage == Stage.FORMATTING:  # rendering costs more per bill unit: units of work of their own size
+            units = [unit for ids in partitions for unit in ids]
+            partitions = chunked(units, run.definition.formatting_chunk_size)
     chunks = RunChunk.objects.bulk_create(
         [
             RunChunk(

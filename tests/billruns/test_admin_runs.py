@@ -100,6 +100,7 @@ DEFINITION = {
     "run_formatting": "on",
     "estimate_wallet_consumption": "on",
     "chunk_size": "500",
+    "formatting_chunk_size": "100",
 }
 
 
@@ -159,6 +160,11 @@ def test_a_definition_is_added_through_the_service_with_its_default_criteria(adm
         ),
         ({"recurring": "on"}, "schedule", "A recurring definition needs a schedule."),
         ({"chunk_size": "0"}, "chunk_size", "Ensure this value is greater than or equal to 1."),
+        (
+            {"formatting_chunk_size": "5001"},
+            "formatting_chunk_size",
+            "Ensure this value is less than or equal to 5000.",
+        ),
         ({"bill_as_of_day": "32"}, "bill_as_of_day", "Ensure this value is less than or equal to 31."),
         (
             {"billing_term_schemes": ["PREPAID"]},

@@ -47,7 +47,6 @@ PARTS = ("billing", "formatting", "ingest", "pages", "invoices")
 DEFAULT_DATABASE = "billing_bench"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/14"
 DEFAULT_JSON = "docs/benchmarks.json"
-FORMAT_CHUNK_SIZE = 100
 # billing_mgmt.bench.pages' page keys, as the table names them.
 PAGE_NAMES = {
     "account": "account page",
@@ -323,13 +322,12 @@ class Command(BaseCommand):
         template = f"{self.template}_fmt"
         built, _ = build_template(spec, template, reuse=self.options["reuse"], say=self._say)
         media = Path(tempfile.mkdtemp(prefix="bench-media-", dir=Path(settings.VAR_DIR)))
-        # Chunks of 100 bill units: an invoice takes about 70 ms of a core to render, so Formatting's chunks
-        # are made smaller than billing's to spread a small base over both workers.
+        # Formatting's units of work are the run definition's formatting_chunk_size (100 by default), smaller
+        # than billing's, so a small base's invoices spread over both workers.
         plan = Plan(
             **{
                 **self.plan.__dict__,
                 "template": template,
-                "chunk_size": min(self.plan.chunk_size, FORMAT_CHUNK_SIZE),
                 "up_to": Stage.FORMATTING,
                 "media_root": media,
             }
