@@ -253,15 +253,21 @@ class StatementLine(models.Model):
     # the statement's taxes and adjustments instead).
     CHARGE_TYPES = (Type.RECURRING, Type.USAGE, Type.ONE_TIME, Type.DISCOUNT, Type.OTHER)
 
-    statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="lines")
+    # Read by statement through statement_line_position_unique (statement, position): no index of its own.
+    # Lines are written in the hundreds of thousands by billing runs and bulk ingest, and every index is
+    # written again for each; nothing reads lines by service or service type without their statement.
+    statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="lines", db_index=False)
     position = models.PositiveIntegerField(help_text="Order on the bill.")
     line_type = models.CharField(max_length=12, choices=Type.choices)
     product = models.CharField(max_length=200, blank=True, help_text="Product or service name.")
     service_identifier = models.CharField(
-        max_length=100, blank=True, db_index=True, help_text="Phone number, meter, device, …"
+        max_length=100, blank=True, help_text="Phone number, meter, device, …"
     )
     service_type = models.SlugField(
-        max_length=40, blank=True, help_text="Groups charges on the invoice, e.g. mobile, broadband."
+        max_length=40,
+        blank=True,
+        db_index=False,
+        help_text="Groups charges on the invoice, e.g. mobile, broadband.",
     )
     account = models.ForeignKey(
         Account,
