@@ -86,12 +86,16 @@ class BaseSpec:
     seed: int
     months: int
     bill_as_of: dt.date
+    # Every profile's presentment preference (so every invoice detailed, or every one a summary); empty: a
+    # random mix of all of them.
+    presentment: str = ""
 
     def describe(self) -> str:
-        return (
+        described = (
             f"accounts={self.accounts};seed={self.seed};months={self.months};"
             f"bill_as_of={self.bill_as_of.isoformat()}"
         )
+        return f"{described};presentment={self.presentment}" if self.presentment else described
 
 
 @dataclass
@@ -229,7 +233,7 @@ def _accounts(rng: random.Random, spec: BaseSpec) -> tuple[list[int], list[int]]
                 account_id=pk,
                 currency="USD",
                 bill_cycle_day=1,
-                presentment_preference=rng.choice(BillingProfile.Presentment.values),
+                presentment_preference=spec.presentment or rng.choice(BillingProfile.Presentment.values),
                 payment_preference=rng.choice(BillingProfile.PaymentPreference.values),
                 ar_classification=BillingProfile.ARClassification.STANDARD
                 if rng.random() < 0.9

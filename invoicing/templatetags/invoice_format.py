@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from babel.core import Locale
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, format_interval
 from babel.numbers import format_decimal, format_percent, parse_pattern
 from django import template
 from django.utils.translation import gettext_lazy as _
@@ -174,6 +174,15 @@ def ldate(value: dt.date | None, doc: Any) -> str:
     if not value:
         return ""
     return format_date(value, "medium", locale=_locale(_locale_of(doc)))
+
+
+@register.simple_tag
+def lperiod(start: dt.date | None, end: dt.date | None, doc: Any) -> str:
+    """A period as short as the locale writes it (en_US "Nov 1 – 30, 2026", de_DE "1.–30. Nov. 2026"):
+    a charge line's period fits beside its description on one line."""
+    if not start or not end:
+        return ldate(start or end, doc)
+    return format_interval(start, end, "yMMMd", locale=_locale(_locale_of(doc)))
 
 
 @register.filter

@@ -426,6 +426,15 @@ def test_formatting_filters_and_unknown_locale_falls_back():
     assert fmt.price(Decimal("0.01250000"), Doc) == "0,0125"
     assert fmt.ldate(dt.date(2026, 11, 1), Doc) == "01.11.2026"
     assert fmt.ldate_long(dt.date(2026, 11, 1), Odd) == "November 1, 2026"
+    # A charge line's period, as short as the locale writes it (so it fits beside the description).
+    november, december = (
+        (dt.date(2026, 11, 1), dt.date(2026, 11, 30)),
+        (dt.date(2026, 12, 1), dt.date(2027, 1, 31)),
+    )
+    assert fmt.lperiod(*november, Doc) == "1.–30. Nov. 2026"
+    assert fmt.lperiod(*november, Odd) == "Nov 1\u2009–\u200930, 2026"  # unknown locale: en_US
+    assert fmt.lperiod(*december, Doc) == "1. Dez. 2026\u2009–\u200931. Jan. 2027"
+    assert fmt.lperiod(dt.date(2026, 11, 1), None, Doc) == "01.11.2026"
     assert fmt.money(None, Doc) == "" and fmt.money("not a number", Doc) == ""
     with translation.override("de"):
         assert fmt.kind_label("write_off") == "Abschreibung"

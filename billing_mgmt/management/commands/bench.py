@@ -36,6 +36,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts.models import BillingProfile
 from billruns.bench import databases
 from billruns.bench.customers import BaseSpec, BuiltBase
 from billruns.bench.measure import Plan, RunTimeout, measure
@@ -137,6 +138,14 @@ class Command(BaseCommand):
             type=int,
             default=1000,
             help="Accounts of the base billed with Formatting (1000; rendering is ~15 invoices/s).",
+        )
+        parser.add_argument(
+            "--format-presentment",
+            default="mixed",
+            choices=("mixed", *BillingProfile.Presentment.values),
+            help="The presentment preference of every account of that base (mixed: a random mix, about half "
+            "detailed invoices with their usage events over several pages; portal or email_summary: one-page "
+            "summaries, what the one-page target is about).",
         )
         parser.add_argument("--usage-records", type=int, default=200_000, help="Usage records sent (200000).")
         parser.add_argument("--statements", type=int, default=5000, help="Statements sent (5000).")
@@ -318,6 +327,9 @@ class Command(BaseCommand):
             seed=self.options["seed"],
             months=1,
             bill_as_of=self.spec.bill_as_of,
+            presentment=""
+            if self.options["format_presentment"] == "mixed"
+            else self.options["format_presentment"],
         )
         template = f"{self.template}_fmt"
         built, _ = build_template(spec, template, reuse=self.options["reuse"], say=self._say)
@@ -354,15 +366,21 @@ class Command(BaseCommand):
                 "accounts/s",
             )
         )
+        pages_per_invoice = row["pages_per_invoice"]
+        row["pages_per_second"] = round(per_second * pages_per_invoice, 1) if per_second and pages else None
+        one_page = pages_per_invoice == 1
+        # The target is about one-page invoices: a mix with multi-page detailed invoices is shown against it
+        # but not judged by it (run with --format-presentment portal for the one-page figure).
         self.rows.append(
             _row(
-                f"  Formatting stage, 2 workers ({row['pages_per_invoice'] or '-'} pages each)",
+                f"  Formatting stage, 2 workers ({pages_per_invoice or '-'} pages each)",
                 per_second,
                 "invoices/s",
-                target=f">= {TARGET_INVOICES_PER_SECOND}",
-                met=per_second >= TARGET_INVOICES_PER_SECOND if per_second else False,
+                target=f">= {TARGET_INVOICES_PER_SECOND}" + ("" if one_page else " (one-page)"),
+                met=(per_second >= TARGET_INVOICES_PER_SECOND if per_second else False) if one_page else None,
             )
         )
+        self.rows.append(_row("  Formatting stage, pages rendered", row["pages_per_second"], "pages/s"))
         self.details["formatting"] = row
 
     # --- ingest -------------------------------------------------------------------------------------------
@@ -581,6 +599,7 @@ class Command(BaseCommand):
                     key: self.options[key]
                     for key in (
                         "format_accounts",
+                        "format_presentment",
                         "usage_records",
                         "statements",
                         "ingest_clients",
