@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import before_task_publish, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_mgmt.settings")
 
@@ -12,6 +13,41 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Billing, formatting and ingest on queues of their own when the deployment names them (docs/scaling.md).
 app.conf.task_routes = ("billing_mgmt.queues.route_task",)
+
+# Request ids cross into tasks: a task queued while a request (or another task) runs carries its id in a
+# message header, and the worker sets it while the task runs, so the audit records and log lines a task
+# writes name the request that caused them. A task queued by beat gets "task-<its id>".
+REQUEST_ID_HEADER = "billing_request_id"
+_task_tokens: dict[str, object] = {}
+
+
+@before_task_publish.connect
+def _send_request_id(headers=None, **kwargs) -> None:
+    from billing_mgmt.middleware import current_request_id
+
+    request_id = current_request_id()
+    if headers is not None and request_id != "-":
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
+
+
+@task_prerun.connect
+def _take_request_id(task_id=None, task=None, **kwargs) -> None:
+    from billing_mgmt.middleware import set_request_id
+
+    if task is None or task.request.is_eager:  # eager: it runs inside the caller, which has its id
+        return
+    request_id = getattr(task.request, REQUEST_ID_HEADER, None) or f"task-{task_id}"
+    _task_tokens[task_id] = set_request_id(str(request_id)[:64])
+
+
+@task_postrun.connect
+def _drop_request_id(task_id=None, **kwargs) -> None:
+    from billing_mgmt.middleware import reset_request_id
+
+    token = _task_tokens.pop(task_id, None)
+    if token is not None:
+        reset_request_id(token)
+
 
 # Periodic tasks defined in code. Beat's DatabaseScheduler writes them into django_celery_beat's tables at
 # every start (their schedule and arguments come from here); billing admins may disable one in Django admin

@@ -22,6 +22,7 @@ import pytest
 from django.conf import settings
 
 from billing_mgmt.celery import app as celery_app
+from billing_mgmt.middleware import reset_request_id, set_request_id
 from billing_mgmt.models import AuditRecord
 from statements.models import AccountBalance
 from statements.selectors import ledger_mismatches
@@ -130,7 +131,12 @@ def test_worker_repairs_a_wrong_cached_balance_through_redis(worker, account_fac
     broken = _account_with_wrong_cache(account_factory, "999.00")
     other = _account_with_wrong_cache(account_factory, "1.00")
 
-    worker.send(reconcile_ledger, account_ids=[broken.pk], repair=True)
+    # Queued while request "req-rebuild-1" runs: the task's audit record names that request.
+    token = set_request_id("req-rebuild-1")
+    try:
+        worker.send(reconcile_ledger, account_ids=[broken.pk], repair=True)
+    finally:
+        reset_request_id(token)
 
     def repaired():
         balance = AccountBalance.objects.get(account=broken)
@@ -139,10 +145,11 @@ def test_worker_repairs_a_wrong_cached_balance_through_redis(worker, account_fac
     balance = worker.wait_for(repaired, "the worker to rebuild the cached balance")
     assert balance.transaction_count == 2
     rebuilds = AuditRecord.objects.filter(action="ledger.balance_rebuild")
-    assert [(r.account_id, r.actor_label, r.before, r.after) for r in rebuilds] == [
+    assert [(r.account_id, r.actor_label, r.request_id, r.before, r.after) for r in rebuilds] == [
         (
             broken.pk,
             RECONCILE_ACTOR,
+            "req-rebuild-1",
             {"amount": "999.0000", "transaction_count": 5},
             {"amount": "70.0000", "transaction_count": 2},
         )
