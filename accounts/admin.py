@@ -44,6 +44,7 @@ from .services import (
     biller_api_key_revoke,
     billing_resume,
     check_hierarchy,
+    has_money,
 )
 
 # Timestamps change on every save; leaving them out makes "nothing changed" saves write no audit record.
@@ -304,6 +305,11 @@ class BillingProfileInline(admin.StackedInline):
             {"fields": ("address_line1", "address_line2", "city", "region", "postal_code", "country")},
         ),
     )
+
+    def get_readonly_fields(self, request, obj=None):
+        # Once money moved on the account its amounts are all in this currency (accounts.services.has_money).
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, "currency") if obj is not None and has_money(obj) else fields
 
 
 class ContactFormSet(forms.BaseInlineFormSet):

@@ -5,7 +5,7 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self) -> None:
-        from billing_mgmt.sections import SIDE, AccountSection, register_section
+        from billing_mgmt.sections import MAIN, SIDE, AccountSection, register_section
 
         # The account page's own sections; other apps register theirs the same way (docs/csr-pages.md).
         register_section(
@@ -36,5 +36,17 @@ class AccountsConfig(AppConfig):
                 order=30,
                 slot=SIDE,
                 permission="accounts.view_billerreference",
+            )
+        )
+        # The account's history (its audit records): with the ledger, right after the page.
+        register_section(
+            AccountSection(
+                key="history",
+                title="History",
+                view="accounts.views.history_section",
+                order=60,
+                slot=MAIN,
+                permission="billing_mgmt.view_auditrecord",
+                lazy="more",  # loaded right after the page (billing_mgmt.sections)
             )
         )

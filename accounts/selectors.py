@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import F, OuterRef, Q, QuerySet, Value
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Value, Window
 from django.db.models.functions import JSONObject, Replace
+
+from billing_mgmt.models import AuditRecord
 
 from .models import Account, Biller, BillerReference, Contact
 
@@ -206,3 +211,24 @@ def account_for_sections(*, number: str) -> Account:
 def accounts_for_biller(*, biller: Biller) -> QuerySet[Account]:
     """The accounts a biller may see: those with a reference at that biller."""
     return Account.objects.filter(biller_references__biller=biller)
+
+
+def account_history_page(*, account_id: int, number: Any, per_page: int) -> Page:
+    """One page of the account's audit records (newest first: what changed, who, when) with their count, in
+    one query (``COUNT(*) OVER ()``, as the statements section does). Records about the account's objects
+    carry its id (``AuditRecord.account_id``, set by the services); so do those about the account itself.
+    A page past the end falls back to the paginator (the count, then the last page)."""
+    records = AuditRecord.objects.filter(account_id=account_id).order_by("-created_at", "-id")
+    paginator = Paginator(records, per_page)
+    try:
+        wanted = int(number)
+    except (TypeError, ValueError):
+        wanted = 1
+    if wanted < 1:
+        return paginator.get_page(wanted)
+    start = (wanted - 1) * per_page
+    rows = list(records.annotate(total_count=Window(Count("id")))[start : start + per_page])
+    if not rows:
+        return paginator.get_page(wanted)
+    paginator.count = rows[0].total_count  # a cached_property: set, it is never queried
+    return Page(rows, wanted, paginator)

@@ -127,6 +127,13 @@ def account_create(
     return account
 
 
+def has_money(account: Account) -> bool:
+    """Whether money has moved on the account (a ledger row, a cached balance or a bill): from then on its
+    billing currency is fixed, because every amount of it is in that currency (DESIGN 4: an account bills in
+    one currency). Read through the reverse relations, so that accounts imports no app above it."""
+    return account.transactions.exists() or account.balances.exists() or account.statements.exists()
+
+
 @transaction.atomic
 def account_update(
     *,
@@ -151,6 +158,13 @@ def account_update(
         raise _validation_to_app_error(exc) from exc
     account.save()
     if billing_profile is not None or profile is None:
+        wanted = (billing_profile or {}).get("currency")
+        if profile is not None and wanted and wanted != profile.currency and has_money(account):
+            raise Conflict(
+                f"The account's bills and ledger are in {profile.currency}: its currency cannot change.",
+                code="currency_locked",
+                fields={"billing_profile.currency": ["Fixed once the account has bills or ledger rows."]},
+            )
         profile = _save_profile(account, billing_profile)
     after = {**snapshot(account), "billing_profile": snapshot(profile)}
     if _untimed(after) != _untimed(before):  # saving moves updated_at even when nothing changed

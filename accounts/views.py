@@ -7,12 +7,16 @@ this module ever importing them.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.contrib.auth import views as auth_views
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.text import Truncator
 from django.views.decorators.http import require_GET
 
 from billing_mgmt.roles import CUSTOMER, has_role, is_staff_member
@@ -256,4 +260,64 @@ def references_section(request: HttpRequest, account: Account) -> str:
     references = list(account.biller_references.all())
     return render_to_string(
         "accounts/sections/references.html", {"account": account, "references": references}, request=request
+    )
+
+
+# The account's history: its audit records (billing_mgmt.models.AuditRecord), newest first.
+
+HISTORY_KEY = "history"
+HISTORY_PER_PAGE = 20
+HISTORY_FIELDS_SHOWN = 8  # of a record made on create (no before): its first fields
+_GONE = object()
+
+
+def _history_value(value: Any) -> str:
+    if value is _GONE or value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return Truncator(str(value)).chars(80)
+
+
+def _history_label(key: str) -> str:
+    return key.removesuffix("_id").replace("_", " ")
+
+
+def history_changes(before: Any, after: Any) -> list[dict[str, str]]:
+    """What a record says changed, readably: each field whose value differs, before → after. A record of a
+    creation (no before) lists what was set; one of a deletion (no after) what was there."""
+    before = before if isinstance(before, dict) else {}
+    after = after if isinstance(after, dict) else {}
+    keys = list(after) + [k for k in before if k not in after]
+    changes = [
+        {"field": _history_label(k), "before": _history_value(before.get(k, _GONE)),
+         "after": _history_value(after.get(k, _GONE))}
+        for k in keys
+        if before.get(k, _GONE) != after.get(k, _GONE)
+    ]  # fmt: skip
+    return changes[:HISTORY_FIELDS_SHOWN] if not before else changes
+
+
+def _history_own_request(request: HttpRequest) -> bool:
+    """Only the section's own URL pages (the account page shows the newest page)."""
+    match = request.resolver_match
+    own = match is not None and match.url_name == "account-section"
+    return own and match.kwargs.get("key") == HISTORY_KEY
+
+
+def history_section(request: HttpRequest, account: Account) -> str:
+    """The account's history: every audited change of it and its objects (bills, payments, adjustments,
+    methods, cases, disputes...), newest first, a page at a time: one query whatever the number of records."""
+    number = request.GET.get("page") if _history_own_request(request) else 1
+    page = selectors.account_history_page(account_id=account.pk, number=number, per_page=HISTORY_PER_PAGE)
+    entries = [
+        {"record": record, "changes": history_changes(record.before, record.after)}
+        for record in page.object_list
+    ]
+    return render_to_string(
+        "accounts/sections/history.html",
+        {"account": account, "page": page, "entries": entries, "section_key": HISTORY_KEY},
+        request=request,
     )

@@ -68,6 +68,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "disputes.view_dispute",
         "disputes.add_dispute",
         "accounts.view_billingsuspension",
+        # The account's history on its page (the audit trail: who changed what, when, before and after).
+        "billing_mgmt.view_auditrecord",
     ),
     # Everything a CSR has, plus approvals added by later features and billing an account now.
     SUPERVISOR: (

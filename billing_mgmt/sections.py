@@ -241,6 +241,12 @@ def role_label(user) -> str:
 _MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
+def _permission_backends() -> list[str]:
+    """The backends Django asks for permissions (those with ``has_perm``): django-axes' backend only
+    authenticates, so it does not count."""
+    return [path for path in settings.AUTHENTICATION_BACKENDS if hasattr(import_string(path), "has_perm")]
+
+
 def load_roles_and_permissions(user) -> None:
     """Read the user's groups and permissions (their own and their groups') in one query, and keep them where
     ``roles.role_names`` and Django's ModelBackend look first, so that ``has_perm`` never queries again in
@@ -252,7 +258,7 @@ def load_roles_and_permissions(user) -> None:
         or not user.is_active
         or user.is_superuser
         or hasattr(user, "_perm_cache")
-        or list(settings.AUTHENTICATION_BACKENDS) != [_MODEL_BACKEND]
+        or _permission_backends() != [_MODEL_BACKEND]
     ):
         return
     from django.contrib.auth.models import Group, Permission

@@ -9,6 +9,7 @@ ALLOWED_HOSTS and the EMAIL_URL (see docs/deployment.md).
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -42,6 +43,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_celery_beat",
     "django_celery_results",
+    "axes",
+    "csp",
     "billing_mgmt",
     "accounts",
     "statements",
@@ -54,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_mgmt.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -61,9 +65,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "billing_mgmt.middleware.StaffIdleTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: it turns a lockout raised during authentication into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "billing_mgmt.urls"
@@ -105,6 +112,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes first: it refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "csr-home"
@@ -208,6 +220,12 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "billing_mgmt.api.errors.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["billing_mgmt.throttling.ClientRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": [
+        "billing_mgmt.api.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 # The largest request body accepted (bytes), JSON included (DRF reads JSON through HttpRequest.body). Bulk
 # ingest of up to 5,000 statements with their lines needs more than Django's 2.5 MB default; a larger body is
@@ -254,14 +272,69 @@ SPECTACULAR_SETTINGS = {
         "InvoiceDeliveryStatusEnum": "invoicing.models.InvoiceDelivery.Status",
         "InvoiceIssueOutcomeEnum": "invoicing.api.serializers.ISSUE_OUTCOMES",
     },
+    # The answers every operation can give (429 rate limit, 404 past the last page, 400 bad Idempotency-Key).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "billing_mgmt.api.schema.document_common_responses",
+    ],
 }
 
 # Security: strict when DEBUG is off (manage.py check --deploy passes with production variables).
+# docs/deployment.md ("Security settings") says why each is what it is; tests/security/ proves them.
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+# Lax, not Strict: a customer following the portal link in a case e-mail arrives from another site, and
+# Strict would not send their session cookie on that first request. Every write is a POST, which Lax
+# never sends cross-site, and CSRF tokens guard them anyway.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Staff (CSR, supervisor, billing admin, superuser) are logged out after this many seconds without a
+# request (billing_mgmt.middleware.StaffIdleTimeoutMiddleware); customers keep SESSION_COOKIE_AGE.
+STAFF_IDLE_TIMEOUT = env.int("STAFF_IDLE_TIMEOUT", default=30 * 60)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Content-Security-Policy of every page (django-csp). Scripts only from this site, never inline or eval:
+# htmx, Chart.js and the pages' own scripts are static files. Inline styles are allowed: templates set
+# style attributes (chart swatches, admin reports), htmx injects its indicator style, and the sandboxed
+# invoice preview (srcdoc) inherits this policy. Invoice documents keep their own, stricter policy
+# (invoicing.views.DOCUMENT_CSP): the middleware never replaces a policy a view set.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# The cache: throttling counters (API rate limits) live here, so production needs one shared by every
+# process (CACHE_URL=redis://redis:6379/1); the per-process default is for development and tests.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one address
+# (that answer already says so), every login of that pair answers 429 for the cool-off, even with the right
+# password; other users and addresses are not affected, and a successful login resets the count.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Behind TRUSTED_PROXY_COUNT proxies, the client address comes from X-Forwarded-For (billing_mgmt.throttling).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "billing_mgmt.throttling.client_ip"
+# API rate limits per client (billing_mgmt.throttling.ClientRateThrottle): a biller's API key, a logged-in
+# user, an anonymous address. Far above what the bulk ingest benchmark sends (20 requests of 1,000
+# records a second from one key), so that only a runaway client is refused (429 with Retry-After).
+API_THROTTLE_RATES = {
+    "biller": env.str("API_RATE_BILLER", default="6000/min"),
+    "user": env.str("API_RATE_USER", default="1200/min"),
+    "anon": env.str("API_RATE_ANON", default="120/min"),
+}
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
@@ -302,9 +375,14 @@ INVOICE_NUMBER_PREFIX = env.str("INVOICE_NUMBER_PREFIX", default="INV-")
 INVOICE_USAGE_EVENTS = "billruns.selectors.invoice_usage_events"
 
 # Payments export to external billers (payments.services): attempts before an export is dead-lettered (the
-# wait doubles from one minute, at most four hours), and the HTTP timeout of each POST to a biller.
+# wait doubles from one minute, at most four hours), and the HTTP timeout of each POST to a biller (the whole
+# exchange: connect, send, answer).
 PAYMENTS_EXPORT_MAX_ATTEMPTS = env.int("PAYMENTS_EXPORT_MAX_ATTEMPTS", default=8)
 PAYMENTS_EXPORT_TIMEOUT_SECONDS = env.int("PAYMENTS_EXPORT_TIMEOUT_SECONDS", default=10)
+# Pulls from billers (statements.services.pull): seconds a connect, and each read, waits for the biller; and
+# seconds one page's whole exchange may take (a biller trickling its answer is cut off then).
+STATEMENTS_PULL_TIMEOUT_SECONDS = env.float("STATEMENTS_PULL_TIMEOUT_SECONDS", default=30)
+STATEMENTS_PULL_PAGE_DEADLINE_SECONDS = env.float("STATEMENTS_PULL_PAGE_DEADLINE_SECONDS", default=300)
 # Autopay charges through this payment gateway (payments.gateway: the interface and the fake one, whose
 # outcome the card token chooses; a real processor's adapter goes here in production).
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="payments.gateway.FakeGateway")

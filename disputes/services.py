@@ -159,12 +159,20 @@ def _money(amount: Decimal, currency: str) -> str:
     return format_money(amount, currency, "en_US")
 
 
-def _refresh_disputed(statement_id: int) -> Decimal:
-    """Statement.disputed_amount is the sum of the statement's open disputes (called under its lock)."""
-    held = Dispute.objects.filter(statement_id=statement_id, status=Dispute.Status.OPEN).aggregate(
+def _refresh_disputed(statement: Statement, actor: Any = None, cause: str = "") -> Decimal:
+    """Statement.disputed_amount is the sum of the statement's open disputes (called under its lock, with
+    the statement as locked). A change is audited (``statement.disputed``): the bill's held amount moved."""
+    held = Dispute.objects.filter(statement_id=statement.pk, status=Dispute.Status.OPEN).aggregate(
         total=Sum("amount")
     )["total"] or Decimal(0)
-    Statement.objects.filter(pk=statement_id).update(disputed_amount=held)
+    was = statement.disputed_amount
+    if held != was:
+        Statement.objects.filter(pk=statement.pk).update(disputed_amount=held)
+        statement.disputed_amount = held
+        audit_record(
+            actor=actor, action="statement.disputed", obj=statement, before={"disputed_amount": str(was)},
+            after={"disputed_amount": str(held), "cause": cause}, account_id=statement.account_id,
+        )  # fmt: skip
     return held
 
 
@@ -450,6 +458,7 @@ def case_comment(*, case: Case, actor: Any, text: str, public: bool = True) -> C
     if case.status == S.CLOSED:
         raise Conflict(f"Case {case.number} is closed.", code="case_closed")
     event = _event(case, CaseEvent.Kind.COMMENT, actor, text=text, public=public or not staff)
+    status_before = case.status
     if not staff and case.status == S.WAITING_ON_CUSTOMER:
         case.status = S.IN_PROGRESS
         case.save(update_fields=["status", "updated_at"])
@@ -458,8 +467,8 @@ def case_comment(*, case: Case, actor: Any, text: str, public: bool = True) -> C
     else:
         case.save(update_fields=["updated_at"])
     audit_record(
-        actor=actor, action="case.comment", obj=case, after={"public": event.public, "event": event.pk},
-        account_id=case.account_id,
+        actor=actor, action="case.comment", obj=case, before={"status": status_before},
+        after={"status": case.status, "public": event.public, "event": event.pk}, account_id=case.account_id,
     )  # fmt: skip
     return event
 
@@ -498,6 +507,7 @@ def _dispute_open(
     """The dispute record of a charge-dispute case (in the case's transaction)."""
     statement = Statement.objects.select_for_update(of=("self",)).get(pk=statement.pk)
     value = _amount(amount, statement.currency)
+    _refuse_reversed(statement)
     errors: dict[str, list[str]] = {}
     if line is not None:
         if line.statement_id != statement.pk:
@@ -547,7 +557,7 @@ def _dispute_open(
         raise ApplicationError(
             "The dispute is not valid.", fields={"line": ["This line already has an open dispute."]}
         ) from None
-    _refresh_disputed(statement.pk)
+    _refresh_disputed(statement, actor, f"dispute {dispute.pk} opened")
     audit_record(
         actor=actor, action="dispute.open", obj=dispute,
         after={"amount": str(value), "currency": dispute.currency, "statement": statement.pk,
@@ -555,6 +565,18 @@ def _dispute_open(
         account_id=statement.account_id,
     )  # fmt: skip
     return dispute
+
+
+def _refuse_reversed(statement: Statement) -> None:
+    """A bill reversed by a corrective bill has had all its charges credited: disputing it, or approving a
+    dispute of it, would credit them a second time (a dispute open when it was reversed is rejected)."""
+    reversal = Statement.objects.filter(corrects=statement).values_list("number", flat=True).first()
+    if reversal is not None:
+        raise ApplicationError(
+            f"Bill {statement.number} was reversed by {reversal}: its charges are already credited.",
+            code="bill_reversed",
+            fields={"statement": [f"Reversed by {reversal}."]},
+        )
 
 
 def dispute_process() -> ServiceProcess:
@@ -627,6 +649,7 @@ def dispute_resolve(
         raise Conflict(f"Case {case.number} is closed.", code="case_closed")
     currency = dispute.currency
     if approve:
+        _refuse_reversed(statement)
         value = dispute.amount if amount in (None, "") else _amount(amount, currency)
         if value > dispute.amount:
             raise ApplicationError(
@@ -674,7 +697,7 @@ def dispute_resolve(
             "resolution_note",
         ]
     )
-    _refresh_disputed(statement.pk)
+    _refresh_disputed(statement, actor, f"dispute {dispute.pk} {dispute.status}")
     before = case.status
     case.status = to_status
     case.decided_at = dispute.resolved_at
@@ -689,6 +712,11 @@ def dispute_resolve(
         after={"status": dispute.status, "approved_amount": str(dispute.approved_amount or ""),
                "adjustment": dispute.adjustment_id, "note": note},
         account_id=dispute.account_id,
+    )  # fmt: skip
+    # The case changed too (its dispute decided it): its own record, as case_transition writes one.
+    audit_record(
+        actor=actor, action="case.status", obj=case, before={"status": before},
+        after={"status": to_status, "resolution": case.resolution}, account_id=case.account_id,
     )  # fmt: skip
     return dispute
 

@@ -28,8 +28,9 @@ from django.utils.module_loading import import_string
 
 from accounts.models import Account, Biller, BillerReference
 from accounts.selectors import paying_account
-from billing_mgmt.audit import audit_record, snapshot
+from billing_mgmt.audit import audit_record, audit_records_bulk, snapshot
 from billing_mgmt.errors import ApplicationError, Conflict, NotFound
+from billing_mgmt.http_deadline import Deadline
 from billing_mgmt.money import is_quantized, quantize, to_decimal
 from statements.models import AccountBalance, BalanceType, FinancialTransaction, Statement, StatementLine
 from statements.services import transaction_post, transaction_reverse
@@ -185,10 +186,10 @@ def payment_method_add(
         errors["description"] = ["Say what the method is."]
     if errors:
         raise ApplicationError("The payment method is not valid.", fields=errors)
-    unit = _locked_unit(account)
+    _locked_unit(account)
     has_default = PaymentMethod.objects.filter(account=account, is_default=True, removed_at__isnull=True)
     if make_default or not has_default.exists():
-        has_default.update(is_default=False)
+        _unset_defaults(has_default, actor)
         make_default = True
     method = PaymentMethod.objects.create(
         account=account,
@@ -209,9 +210,26 @@ def payment_method_add(
         action="payment_method.add",
         obj=method,
         after=snapshot(method, ["kind", "brand", "last4", "expiry_month", "expiry_year", "is_default"]),
-        account_id=unit.pk,
+        account_id=method.account_id,  # the account it is kept on (its page's history shows it)
     )
     return method
+
+
+def _unset_defaults(methods, actor: Any) -> None:
+    """The account's former default methods stop being the default: each change audited (in the caller's
+    transaction), so the history says which method lost the default and when."""
+    former = list(methods.filter(is_default=True).select_for_update(of=("self",)))
+    if not former:
+        return
+    PaymentMethod.objects.filter(pk__in=[m.pk for m in former]).update(is_default=False)
+    audit_records_bulk(
+        actor=actor,
+        action="payment_method.unset_default",
+        objects=former,
+        befores=[{"is_default": True}] * len(former),
+        afters=[{"is_default": False}] * len(former),
+        account_ids=[m.account_id for m in former],
+    )
 
 
 @transaction.atomic
@@ -219,12 +237,19 @@ def payment_method_set_default(*, method: PaymentMethod, actor: Any = None) -> P
     method = PaymentMethod.objects.select_for_update().get(pk=method.pk)
     if method.removed_at is not None:
         raise ApplicationError("A removed payment method cannot be the default.", code="method_removed")
-    PaymentMethod.objects.filter(account_id=method.account_id, is_default=True).exclude(pk=method.pk).update(
-        is_default=False
-    )
+    if method.is_default:
+        return method  # nothing changes
+    _unset_defaults(PaymentMethod.objects.filter(account_id=method.account_id).exclude(pk=method.pk), actor)
     method.is_default = True
     method.save(update_fields=["is_default"])
-    audit_record(actor=actor, action="payment_method.set_default", obj=method, account_id=method.account_id)
+    audit_record(
+        actor=actor,
+        action="payment_method.set_default",
+        obj=method,
+        before={"is_default": False},
+        after={"is_default": True},
+        account_id=method.account_id,
+    )
     return method
 
 
@@ -234,10 +259,19 @@ def payment_method_remove(*, method: PaymentMethod, actor: Any = None) -> Paymen
     method = PaymentMethod.objects.select_for_update().get(pk=method.pk)
     if method.removed_at is not None:
         return method
+    fields = ["removed_at", "is_default"]
+    before = snapshot(method, fields)
     method.removed_at = timezone.now()
     method.is_default = False
-    method.save(update_fields=["removed_at", "is_default"])
-    audit_record(actor=actor, action="payment_method.remove", obj=method, account_id=method.account_id)
+    method.save(update_fields=fields)
+    audit_record(
+        actor=actor,
+        action="payment_method.remove",
+        obj=method,
+        before=before,
+        after=snapshot(method, fields),
+        account_id=method.account_id,
+    )
     return method
 
 
@@ -253,23 +287,37 @@ def _allocated(statement_ids: list[int]) -> dict[int, Decimal]:
     )
 
 
-def _settle(statements: list[Statement]) -> None:
+def _settle(statements: list[Statement], actor: Any = None, cause: str = "") -> None:
     """Each statement's status from what is allocated to it: paid, partially paid, or open (overdue once its
-    due date has passed)."""
+    due date has passed). Each status that moves is audited (``statement.status``, with its ``cause``)."""
     allocated = _allocated([s.pk for s in statements])
+    # A bill reversed by a corrective bill stays settled by it, whatever is still allocated to it.
+    corrected = Statement.objects.filter(corrects__in=[s.pk for s in statements])
+    reversed_ids = set(corrected.values_list("corrects_id", flat=True))
     today = timezone.localdate()
+    moved: list[tuple[Statement, str]] = []
     for statement in statements:
         paid = allocated.get(statement.pk, Decimal(0))
         owed = statement.ledger_amount
-        if owed > 0 and paid >= owed:
+        if statement.pk in reversed_ids or (owed > 0 and paid >= owed):
             status = Statement.Status.PAID
         elif paid > 0:
             status = Statement.Status.PARTIALLY_PAID
         else:
             status = Statement.Status.OVERDUE if statement.due_date < today else Statement.Status.OPEN
         if status != statement.status:
+            moved.append((statement, statement.status))
             statement.status = status
             statement.save(update_fields=["status"])
+    if moved:
+        audit_records_bulk(
+            actor=actor,
+            action="statement.status",
+            objects=[s for s, _ in moved],
+            befores=[{"status": was} for _, was in moved],
+            afters=[{"status": s.status, "cause": cause} for s, _ in moved],
+            account_ids=[s.account_id for s, _ in moved],
+        )
 
 
 def allocation_plan(
@@ -385,7 +433,7 @@ def payment_post(
     PaymentAllocation.objects.bulk_create(
         PaymentAllocation(payment=payment, statement=s, amount=take) for s, take in plan
     )
-    _settle([s for s, _ in plan])
+    _settle([s for s, _ in plan], actor, f"payment {payment.pk}")
     _export_payment(payment, plan)
     audit_record(
         actor=actor,
@@ -457,18 +505,20 @@ def payment_reverse(*, payment: Payment, reason: str, actor: Any = None, export:
         )
     )
     payment.allocations.update(reversed=True)
+    before = {"status": payment.status}
     payment.status = Payment.Status.REVERSED
     payment.reversal = row
     payment.reversal_reason = reason.strip()[:300]
     payment.save(update_fields=["status", "reversal", "reversal_reason"])
-    _settle(statements)
+    _settle(statements, actor, f"payment {payment.pk} reversed")
     if export:
         _export_payment_reversal(payment)
     audit_record(
         actor=actor,
         action="payment.reverse",
         obj=payment,
-        after={"status": payment.status, "reason": payment.reversal_reason},
+        before=before,
+        after={"status": payment.status, "reason": payment.reversal_reason, "reversal": row.pk},
         account_id=payment.account_id,
     )
     return payment
@@ -1031,8 +1081,10 @@ def _backoff(attempts: int) -> dt.timedelta:
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    timeout = int(getattr(settings, "PAYMENTS_EXPORT_TIMEOUT_SECONDS", EXPORT_TIMEOUT_SECONDS_DEFAULT))
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the admin's URL
+    timeout = float(getattr(settings, "PAYMENTS_EXPORT_TIMEOUT_SECONDS", EXPORT_TIMEOUT_SECONDS_DEFAULT))
+    # The timeout bounds the whole exchange, not only each read: a biller that trickles its answer must not
+    # keep the worker (and the export's row lock) for hours.
+    with Deadline(timeout) as deadline, deadline.opener().open(request, timeout=timeout) as response:
         return response.status
 
 
@@ -1238,6 +1290,8 @@ def _autopay_open(statement_id: int) -> AutopayAttempt | None:
         )
         if statement is None or AutopayAttempt.objects.filter(statement=statement).exists():
             return None
+        if statement.status not in OPEN_STATUSES:
+            return None  # paid (or reversed) since it was listed
         amount = _autopay_amount(statement)
         if amount <= 0:
             return None

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
 from billing_mgmt import roles
 from tests import factories
+
+
+def _allow_test_flush(sender, connection, **kwargs) -> None:
+    """The audit trail refuses TRUNCATE (billing_mgmt migration 0004) unless the session allows it: the
+    flush after each transactional test truncates every table, so test connections allow it. The product
+    never does; tests/security/test_audit_trail.py proves TRUNCATE is refused without it."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET billing_mgmt.allow_truncate = 'on'")
+
+
+connection_created.connect(_allow_test_flush, dispatch_uid="tests-allow-audit-truncate")
 
 
 def pytest_report_header(config):
@@ -45,13 +58,56 @@ def _fast_password_hashing():
         yield
 
 
+# --- personal data and secrets: checked over the whole run (tests/security/pii.py) --------------------------
+
+_PII_FINDINGS: list[str] = []  # card numbers or CVVs found in the database, with the test that wrote them
+_PII_UNSCANNED: list[str] = []  # tests after which the database could not be read (e.g. a dropped connection)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """After each test that used the database, and before its rollback or flush hides its rows, scan the rows
+    it wrote for card numbers and CVVs."""
+    yield
+    if "_django_db_helper" not in item.fixturenames:
+        return
+    from tests.security import pii
+
+    try:
+        found = pii.scan_after_test()
+    except Exception as exc:  # noqa: BLE001 - the test's own connection may be gone on purpose
+        _PII_UNSCANNED.append(f"{item.nodeid}: {type(exc).__name__}")
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()  # a dropped connection is replaced, as after a request
+        return
+    _PII_FINDINGS.extend(f"{place} (written by {item.nodeid})" for place in found)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, and at the end of the run, before the test database goes, the scan of all of it
+    (what transactional tests and session fixtures left, and any column named like a CVV)."""
+    yield
+    from tests.security import pii
+
+    with django_db_blocker.unblock():
+        _PII_FINDINGS.extend(
+            f"{place} (at the end of the run)" for place in pii.scan_tables() + pii.cvv_columns()
+        )
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _no_card_numbers_in_logs():
-    """Every log record of the whole run is checked: none may carry anything shaped like a card number (tests
-    send some on purpose; the product must refuse them without writing them anywhere)."""
+def _no_personal_data_or_secrets_in_logs_or_tables():
+    """Every log record of the whole run is checked: none may carry anything shaped like a card number or a
+    CVV (tests send some on purpose; the product must refuse them without writing them anywhere), a test
+    password, a raw API key or session id handed out in the run, or an Authorization header. The database
+    findings of the run (above) fail it here too: one error at the end of the run names table and column."""
     import logging
 
-    from payments.services import looks_like_card_number
+    from django.contrib.sessions.backends.base import SessionBase
+
+    from accounts.models import BillerApiKey
+    from tests.security import pii
 
     seen: list[str] = []
 
@@ -61,14 +117,36 @@ def _no_card_numbers_in_logs():
                 text = record.getMessage()
             except Exception:  # noqa: BLE001 - a badly formatted record is not ours to judge
                 return
-            if looks_like_card_number(text):
-                seen.append(f"{record.name}: {text[:200]}")
+            problem = pii.log_problem(text)
+            if problem:
+                seen.append(f"{problem} in {record.name}: {text[:200]}")
 
+    # Remember every raw API key and session id handed out, so that the log check knows them.
+    generate, new_session_key = BillerApiKey.generate.__func__, SessionBase._get_new_session_key
+
+    def generate_and_remember(cls):
+        prefix, raw = generate(cls)
+        pii.API_KEY_SECRETS.add(raw.partition(".")[2])
+        return prefix, raw
+
+    def new_session_key_remembered(self):
+        key = new_session_key(self)
+        pii.SESSION_KEYS.add(key)
+        return key
+
+    BillerApiKey.generate = classmethod(generate_and_remember)
+    SessionBase._get_new_session_key = new_session_key_remembered
     handler = Collect()
     logging.getLogger().addHandler(handler)
     yield
     logging.getLogger().removeHandler(handler)
-    assert not seen, f"card-number-shaped data was logged: {seen[:5]}"
+    BillerApiKey.generate = classmethod(generate)
+    SessionBase._get_new_session_key = new_session_key
+    assert not seen, f"personal data or secrets were logged: {seen[:5]}"
+    unscanned = f" ({len(_PII_UNSCANNED)} tests could not be scanned, e.g. {_PII_UNSCANNED[:2]})"
+    assert not _PII_FINDINGS, (
+        f"card data in the database{unscanned if _PII_UNSCANNED else ''}: {_PII_FINDINGS[:10]}"
+    )
 
 
 @pytest.fixture(autouse=True)

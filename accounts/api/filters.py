@@ -6,6 +6,7 @@ import django_filters
 from django.db.models import Exists, OuterRef, QuerySet
 
 from accounts.models import Account, BillerReference
+from billing_mgmt.api.filters import UtcIsoDateTimeFilter
 
 from .permissions import caller_biller
 
@@ -19,7 +20,7 @@ class AccountFilter(django_filters.FilterSet):
     currency = django_filters.CharFilter(
         field_name="billing_profile__currency", lookup_expr="iexact", label="Billing currency (ISO 4217)"
     )
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", label="Changed at or after (ISO 8601 date-time)"
     )
     # Both match one reference row together, so they are applied in filter_queryset, not one by one.

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import DataError, IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -83,6 +83,14 @@ def exception_handler(exc, context):
             error_body("request_too_large", f"The request body is larger than the limit of {limit} bytes."),
             status=413,
         )
+    if isinstance(exc, DataError) and "NUL" in str(exc):
+        # PostgreSQL text cannot hold NUL (0x00) characters and the driver refuses them before the query is
+        # sent. DRF's CharField refuses them as field errors; lookups by a client's value (a slug field, an
+        # id in the path) reach the driver with them. Such a path names nothing; such a value is invalid.
+        request = context.get("request")
+        if request is not None and "\x00" in request.path:
+            return Response(error_body("not_found", "Not found."), status=404)
+        return Response(error_body("invalid", "Text may not contain NUL (0x00) characters."), status=400)
     if isinstance(exc, IntegrityError):
         # A database constraint refused a write that the checks before it let through: almost always two
         # concurrent requests racing for one unique value. The transaction is rolled back; tell the client.

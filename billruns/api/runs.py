@@ -128,6 +128,17 @@ class BillingRunSerializer(serializers.ModelSerializer):
     due_date_proximity = serializers.IntegerField(
         read_only=True, help_text="Signed days from the payment terms' due date (sign and days together)."
     )
+    # Declared (not generated from the model) so that the schema says what the API sends: "" until the run
+    # is executed (target) or while no stage is in progress (current).
+    target_stage = serializers.ChoiceField(
+        choices=Stage.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text='Executing up to; "" until executed.',
+    )
+    current_stage = serializers.ChoiceField(
+        choices=Stage.choices, allow_blank=True, read_only=True, help_text='The stage in progress, or "".'
+    )
 
     class Meta:
         model = BillingRun

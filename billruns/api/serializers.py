@@ -88,7 +88,10 @@ class PriceTierSerializer(serializers.ModelSerializer):
 
 class PriceSerializer(serializers.ModelSerializer):
     frequency = serializers.SlugRelatedField(
-        slug_field="code", read_only=True, help_text="Recurring prices: the billing frequency's code."
+        slug_field="code",
+        read_only=True,
+        allow_null=True,
+        help_text="Recurring prices: the billing frequency's code; null on usage and one-time prices.",
     )
     tiers = PriceTierSerializer(many=True, read_only=True)
 

@@ -11,14 +11,15 @@ import django_filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api import schema as _schema  # noqa: F401  (registers the Api-Key scheme with drf-spectacular)
 from accounts.api.permissions import caller_biller, is_api_client
+from billing_mgmt.api.filters import UtcIsoDateTimeFilter
 from billing_mgmt.api.idempotency import idempotent
+from billing_mgmt.api.parsers import StrictJSONParser
 from billing_mgmt.api.schema import IDEMPOTENCY_KEY_PARAMETER, ErrorSerializer, error_responses
 from billing_mgmt.errors import ApplicationError
 from billing_mgmt.roles import BILLING_ADMIN, has_role, is_staff_member
@@ -69,7 +70,7 @@ class UsageRecordFilter(django_filters.FilterSet):
     event_date_to = django_filters.DateFilter(
         field_name="event_date", lookup_expr="lte", label="Event day on or before (YYYY-MM-DD)"
     )
-    received_since = django_filters.IsoDateTimeFilter(
+    received_since = UtcIsoDateTimeFilter(
         field_name="received_at", lookup_expr="gte", label="Received at or after (ISO 8601)"
     )
 
@@ -110,7 +111,7 @@ class UsageRecordListView(generics.ListAPIView):
 
 class UsageRecordBulkView(APIView):
     permission_classes = [IsAuthenticated, UsageRecordsApiPermission]
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(
         summary="Send usage records",

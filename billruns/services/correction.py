@@ -7,8 +7,9 @@ due, it sweeps the payments and adjustments posted since, and the next bill star
 ledger gets one REVERSAL row that corrects the original's BILL row (the ledger stays append-only). Its
 invoice is a credit note that refers to the original's invoice (invoicing issues it, as for every bill).
 
-The original's bill segments stay billed: a reversed period is not billed again by the engine. Re-billing a
-corrected period (an adjusting bill) is not part of this version.
+The original is settled by its reversing bill (status paid: it takes no payment, autopay and the overdue job
+leave it alone). The original's bill segments stay billed: a reversed period is not billed again by the
+engine. Re-billing a corrected period (an adjusting bill) is not part of this version.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Account
@@ -43,7 +45,8 @@ from .billing import invoice_soon
 def bill_reverse(*, statement: Statement | int, reason: str, actor: Any = None) -> Statement:
     """Reverse an engine bill with a reversing bill (see the module docstring). Refused, with nothing
     changed: an external biller's statement (``not_engine_bill``), a corrective bill (``is_correction``), a
-    bill already reversed (``already_reversed``, 409), an empty reason."""
+    bill already reversed (``already_reversed``, 409), a bill an approved dispute credited (``bill_credited``,
+    409), an empty reason."""
     reason = (reason or "").strip()
     if not reason:
         raise ApplicationError(
@@ -68,6 +71,17 @@ def bill_reverse(*, statement: Statement | int, reason: str, actor: Any = None) 
         raise ApplicationError("A corrective bill cannot itself be reversed.", code="is_correction")
     if Statement.objects.filter(corrects=original).exists():
         raise Conflict(f"Bill {original.number} is already reversed.", code="already_reversed")
+    # A dispute of the bill that was approved credited part of its charges already: a reversal would credit
+    # them twice (the ledger's dispute-credit rows, through the adjustment that says which bill they credit).
+    disputed = FinancialTransaction.objects.filter(
+        kind=FinancialTransaction.Kind.DISPUTE_CREDIT, adjustment_entry__statement=original
+    ).aggregate(total=Sum("amount"))["total"]
+    if disputed:
+        raise Conflict(
+            f"Bill {original.number} was credited {-disputed:.2f} by an approved dispute: a reversal would "
+            "credit those charges twice. Credit the rest with an adjustment.",
+            code="bill_credited",
+        )
     bill_row = FinancialTransaction.objects.filter(
         statement=original, kind=FinancialTransaction.Kind.BILL
     ).first()
@@ -138,6 +152,16 @@ def bill_reverse(*, statement: Statement | int, reason: str, actor: Any = None) 
             actor=actor,
         )
     set_columns(FinancialTransaction, [r.pk for r in swept], {"statement": [reversal.pk] * len(swept)})
+    # The reversing bill settles the original: no longer owed, it takes no payment, autopay never charges it
+    # and it never becomes overdue (payments keeps it paid when a payment allocated to it is reversed).
+    if original.status != Statement.Status.PAID:
+        was = original.status
+        original.status = Statement.Status.PAID
+        original.save(update_fields=["status"])
+        audit_record(
+            actor=actor, action="statement.status", obj=original, before={"status": was},
+            after={"status": original.status, "cause": f"reversed by {number}"}, account_id=unit.pk,
+        )  # fmt: skip
     audit_record(
         actor=actor,
         action="bill.reverse",

@@ -24,12 +24,22 @@ from .runs import billrun_create, billrun_execute, run_defaults
 
 RECURRING_TASK = "billruns.create_recurring_run"
 DEFINITION_FIELDS = [
-    "name", "run_type", "active", "bill_as_of_day", "transaction_date_rule", "transaction_date_offset_days",
+    "name", "run_type", "active", "description", "bill_as_of_day", "transaction_date_rule",
+    "transaction_date_offset_days",
     "due_proximity_min_days", "due_proximity_max_days", "due_proximity_default_sign",
     "due_proximity_default_days", "recurring", "schedule", "recurring_up_to", "run_formatting",
     "estimate_wallet_consumption", "chunk_size", "formatting_chunk_size", "ar_classifications",
     "payment_preferences", "presentment_preferences",
 ]  # fmt: skip
+
+
+DEFINITION_M2M = ("billing_term_schemes", "billing_frequencies")
+
+
+def _state(definition: RunDefinition) -> dict[str, Any]:
+    """What the audit record keeps of a definition: its fields and its default criteria (ids)."""
+    related = {n: sorted(getattr(definition, n).values_list("pk", flat=True)) for n in DEFINITION_M2M}
+    return snapshot(definition, DEFINITION_FIELDS) | related
 
 
 def periodic_task_name(definition: RunDefinition) -> str:
@@ -111,7 +121,7 @@ def run_definition_save(
         raise ApplicationError("The run definition is not valid.", fields=errors)
     before = None
     if definition.pk:
-        before = snapshot(RunDefinition.objects.get(pk=definition.pk), DEFINITION_FIELDS)
+        before = _state(RunDefinition.objects.select_for_update().get(pk=definition.pk))
     try:
         with transaction.atomic():
             definition.save()
@@ -127,7 +137,7 @@ def run_definition_save(
         action="run_definition.create" if before is None else "run_definition.update",
         obj=definition,
         before=before,
-        after=snapshot(definition, DEFINITION_FIELDS),
+        after=_state(definition),
     )
     return definition
 

@@ -500,7 +500,19 @@ def _after_chunk(chunk: RunChunk) -> None:
         if not left:
             from .runs import _dispatch_advance
 
-            _dispatch_advance(run_id)
+            try:
+                _dispatch_advance(run_id)
+            except Exception as exc:  # noqa: BLE001 - the broker is down; the chunk's work is committed
+                # Raising here would reach the caller as the chunk's own failure (chunk_process would work
+                # the done chunk again account by account). The stalled-run beat job queues the coordinator
+                # of every executing run, so the run moves on once the broker is back.
+                logger.warning(
+                    "Billing run %s: could not queue its coordinator after chunk %s (%s); the stalled-run "
+                    "job will.",
+                    run_id,
+                    chunk.pk,
+                    exc,
+                )
 
     transaction.on_commit(queue_if_last)
 

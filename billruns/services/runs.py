@@ -59,6 +59,12 @@ EDITABLE_FIELDS = (
     "ar_classifications", "payment_preferences", "presentment_preferences",
 )  # fmt: skip
 M2M_FIELDS = ("billing_term_schemes", "billing_frequencies", "accounts", "subscriptions", "groups")
+# What the coordinator moves (billrun_advance), audited when it moves, by this system actor.
+ADVANCE_FIELDS = [
+    "state", "execution", "current_stage", "target_stage", "accounts_selected", "bills_generated",
+    "wallet_transactions", "exception_count", "finished_at",
+]  # fmt: skip
+ADVANCE_ACTOR = "billing run coordinator"
 
 
 class RunStateError(ApplicationError):
@@ -529,6 +535,7 @@ def billrun_advance(*, run_id: int) -> str:
     run = _locked(run_id)
     if run.execution != BillingRun.Execution.RUNNING:
         return "idle"
+    before = snapshot(run, ADVANCE_FIELDS)
     to_queue: list[int] = []
     while True:
         if run.current_stage:
@@ -568,6 +575,9 @@ def billrun_advance(*, run_id: int) -> str:
             break
         # No work in this stage (nothing selected, or skipped): finish it at once and go on.
     run.save()
+    after = snapshot(run, ADVANCE_FIELDS)
+    if after != before:  # a stage started or finished, the run stopped or ended: the history says when
+        audit_record(actor=ADVANCE_ACTOR, action="billrun.advance", obj=run, before=before, after=after)
     if to_queue:
         transaction.on_commit(lambda ids=to_queue, started=stage: _dispatch_chunks(ids, started))
     return f"{run.state}/{run.execution}"

@@ -29,6 +29,7 @@ from rest_framework.response import Response
 from accounts.api import schema as _schema  # noqa: F401  (registers the Api-Key scheme with drf-spectacular)
 from accounts.api.permissions import caller_biller
 from accounts.models import Account, Biller, BillerReference
+from billing_mgmt.api.filters import UtcIsoDateTimeFilter
 from billing_mgmt.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from billing_mgmt.api.idempotency import client_identity, idempotent
 from billing_mgmt.api.schema import IDEMPOTENCY_KEY_PARAMETER, error_responses
@@ -125,7 +126,7 @@ class CaseFilter(django_filters.FilterSet):
     process = django_filters.CharFilter(field_name="process__code", label="Service process code")
     account = django_filters.CharFilter(field_name="account__number", label="Account number")
     channel = django_filters.ChoiceFilter(field_name="channel", choices=Case.Channel.choices)
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", label="Changed at or after (ISO 8601 date-time)"
     )
 

@@ -18,6 +18,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing_mgmt.api.errors import error_body
 from billing_mgmt.api.schema import ErrorSerializer, error_responses
 from billing_mgmt.errors import ApplicationError, NotFound
 from statements.models import Statement
@@ -50,8 +51,14 @@ class NotInvoicedHere(ApplicationError):
 
 
 class RenderFailed(ApplicationError):
-    status_code = 500
+    """The invoice is issued but its documents could not be rendered (the renderer or the storage failed).
+    503 with Retry-After, not 500: the request's lasting effect (the issued invoice) is done, the server
+    knows what failed and the client's next step is to call again later (the daily catch-up retries too);
+    a 500 is left for what nobody foresaw."""
+
+    status_code = 503
     code = "render_failed"
+    retry_after_seconds = 60
 
 
 @extend_schema_view(
@@ -182,16 +189,19 @@ class StatementInvoiceView(APIView):
             "XML now; its e-mails go out as usual. Idempotent by nature: a bill has one invoice, so a "
             "second call answers the same invoice with `200` (and renders it if an earlier rendering "
             "failed); no Idempotency-Key is needed. `404 not_found`: no such bill; `404 "
-            "not_invoiced_here`: an external biller's statement (that biller invoices it); `500 "
-            "render_failed`: the invoice is issued (its number kept) but its documents could not be "
-            "rendered: call again, or the daily catch-up retries."
+            "not_invoiced_here`: an external biller's statement (that biller invoices it); `503 "
+            "render_failed` (with `Retry-After`): the invoice is issued (its number kept) but its documents "
+            "could not be rendered: call again after that many seconds, or the daily catch-up retries."
         ),
         request=None,
         responses={
             201: IssueAnswerSerializer,
             200: OpenApiResponse(IssueAnswerSerializer, description="The bill already had its invoice."),
             **error_responses(400, 401, 403, 404),
-            500: OpenApiResponse(ErrorSerializer, description="`render_failed`: issued, not rendered."),
+            503: OpenApiResponse(
+                ErrorSerializer,
+                description="`render_failed`: issued, not rendered; retry after `Retry-After` seconds.",
+            ),
         },
     )
     def post(self, request, statement_id: str):
@@ -212,9 +222,14 @@ class StatementInvoiceView(APIView):
         result = invoices_render(statement_ids=[statement.pk], actor=request.user)
         invoice = invoice_of_statement(statement_id=statement.pk)
         if statement.pk in result.failed:
-            raise RenderFailed(
+            failed = RenderFailed(
                 f"Invoice {invoice.number} is issued but its documents could not be rendered "
                 f"({result.failed[statement.pk]}). Call again, or the daily catch-up retries it."
+            )
+            return Response(
+                error_body(failed.code, failed.message, failed.fields),
+                status=failed.status_code,
+                headers={"Retry-After": str(failed.retry_after_seconds)},
             )
         body = {
             "outcome": "existing" if had_invoice else "issued",

@@ -7,6 +7,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from accounts.api.permissions import caller_biller
 from accounts.models import BillerReference
+from billing_mgmt.api.filters import UtcIsoDateTimeFilter
 from statements.models import Statement
 
 
@@ -23,7 +24,7 @@ class StatementFilter(django_filters.FilterSet):
         field_name="statement_date", lookup_expr="lte", label="Statement date on or before (YYYY-MM-DD)"
     )
     status = django_filters.ChoiceFilter(field_name="status", choices=Statement.Status.choices)
-    received_since = django_filters.IsoDateTimeFilter(
+    received_since = UtcIsoDateTimeFilter(
         field_name="received_at", lookup_expr="gte", label="Received (this version) at or after (ISO 8601)"
     )
 

@@ -17,7 +17,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,6 +25,7 @@ from accounts.api import schema as _schema  # noqa: F401  (registers the Api-Key
 from accounts.api.permissions import caller_biller
 from billing_mgmt.api.errors import error_body
 from billing_mgmt.api.idempotency import idempotent
+from billing_mgmt.api.parsers import StrictJSONParser
 from billing_mgmt.api.schema import IDEMPOTENCY_KEY_PARAMETER, ErrorSerializer, error_responses
 from billing_mgmt.errors import ApplicationError
 from statements.models import Channel, Statement
@@ -93,7 +93,7 @@ class _IngestView(APIView):
     """A write of one or more records by the calling biller."""
 
     permission_classes = [IsAuthenticated, StatementsApiPermission]
-    parser_classes = [JSONParser]  # records are JSON; a form body is a 415
+    parser_classes = [StrictJSONParser]  # records are JSON; a form body is a 415
 
     def ingest(self, records: list[Any]) -> list[IngestResult]:
         return ingest_records(

@@ -23,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -30,6 +31,7 @@ from django.utils import timezone
 from accounts.models import Account, Biller, BillerReference
 from billing_mgmt.audit import audit_record
 from billing_mgmt.errors import ApplicationError, Conflict, NotFound
+from billing_mgmt.http_deadline import Deadline, DeadlineExceeded
 from statements.dropfiles import DropFileInvalid, is_drop_file, read_drop_file
 from statements.models import AccountRefresh, AccountSync, BillerSync, Channel, PullRun
 from statements.records import MAX_BULK_RECORDS
@@ -39,7 +41,8 @@ from .ingest import ACCEPTED, DUPLICATE, IngestResult, ingest_records
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # records asked for per page (the contract allows up to MAX_BULK_RECORDS)
-HTTP_TIMEOUT_SECONDS = 30  # per connect and per read
+HTTP_TIMEOUT_SECONDS = 30  # per connect and per read, unless settings.STATEMENTS_PULL_TIMEOUT_SECONDS says
+PAGE_DEADLINE_SECONDS = 300  # per page, all reads together (settings.STATEMENTS_PULL_PAGE_DEADLINE_SECONDS)
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 MAX_PAGES = 100_000  # a guard against a biller whose cursors never end
 WATERMARK_MAX_LENGTH = 200  # BillerSync.watermark / AccountSync.watermark / PullRun.watermark_*
@@ -61,9 +64,6 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
     # urllib would send the Authorization header on to wherever a redirect points: refuse them (3xx fails).
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 @dataclass
@@ -293,6 +293,18 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
+def _timeout() -> float:
+    """Seconds a connect, and each read, may wait for the biller (a hung biller fails the load, and frees the
+    worker, after this)."""
+    return float(getattr(settings, "STATEMENTS_PULL_TIMEOUT_SECONDS", HTTP_TIMEOUT_SECONDS))
+
+
+def _page_deadline() -> float:
+    """Seconds one page's whole exchange may take (a biller that trickles its answer, every read within the
+    timeout, fails the load after this instead of holding the worker for hours)."""
+    return float(getattr(settings, "STATEMENTS_PULL_PAGE_DEADLINE_SECONDS", PAGE_DEADLINE_SECONDS))
+
+
 def _fetch_page(scope: _Scope, *, since: str, cursor: str | None, number: int) -> Any:
     params = {"since": since, "limit": str(PAGE_SIZE)}
     if cursor:
@@ -304,19 +316,23 @@ def _fetch_page(scope: _Scope, *, since: str, cursor: str | None, number: int) -
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": USER_AGENT})
     if scope.biller.pull_auth_header:
         request.add_header("Authorization", scope.biller.pull_auth_header)
+    timeout = _timeout()
     try:
-        with _OPENER.open(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
+        with (
+            Deadline(_page_deadline()) as deadline,
+            deadline.opener(_NoRedirects).open(request, timeout=timeout) as response,
+        ):
             body = response.read(MAX_PAGE_BYTES + 1)
+    except DeadlineExceeded as exc:
+        raise PullError(f"Page {number}: no complete answer from {where} within {exc.seconds:g} s.") from None
     except urllib.error.HTTPError as exc:
         raise PullError(f"Page {number}: HTTP {exc.code} {exc.reason} from {where}{_excerpt(exc)}") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
-            raise PullError(
-                f"Page {number}: no answer from {where} within {HTTP_TIMEOUT_SECONDS} s."
-            ) from None
+            raise PullError(f"Page {number}: no answer from {where} within {timeout:g} s.") from None
         raise PullError(f"Page {number}: cannot reach {where}: {exc.reason}") from None
     except TimeoutError:
-        raise PullError(f"Page {number}: no answer from {where} within {HTTP_TIMEOUT_SECONDS} s.") from None
+        raise PullError(f"Page {number}: no answer from {where} within {timeout:g} s.") from None
     except (http.client.HTTPException, OSError) as exc:
         raise PullError(f"Page {number}: the connection to {where} failed: {exc!r}") from None
     if len(body) > MAX_PAGE_BYTES:

@@ -144,7 +144,8 @@ def test_balance_and_ledger_show_posted_rows(csr_client, account_factory, biller
     assert '<div class="tile tile--owed" data-balance="owed">' in header
     assert '<div class="tile__value">$1,000.50</div>' in header
     assert "Owed by the customer · 2 entries" in header
-    ledger = body[body.index('id="section-ledger"') : body.index('id="section-profile"')]
+    start = body.index('id="section-ledger"')
+    ledger = body[start : body.index("<section", start)]  # up to the next section's card
     assert ledger.index("Card payment") < ledger.index("March bill")  # newest first
     assert '<td class="num amount--debit">$1,250.50</td>' in ledger
     assert '<td class="num amount--credit">-$250.00</td>' in ledger
@@ -196,7 +197,8 @@ def test_ledger_is_capped_on_the_page_and_longer_on_its_own_page(csr_client, acc
             account=account, kind="bill", amount=f"{i + 1}.00", currency="USD", description=f"row{i}"
         )
     body = _page(csr_client, account)
-    ledger = body[body.index('id="section-ledger"') : body.index('id="section-profile"')]
+    start = body.index('id="section-ledger"')
+    ledger = body[start : body.index("<section", start)]  # up to the next section's card
     assert ledger.count("<tr>") == 3  # header + 2 rows
     assert f'href="/accounts/{account.number}/sections/ledger/">Show the full ledger</a>' in ledger
     full = csr_client.get(reverse("account-section", args=[account.number, "ledger"])).content.decode()

@@ -44,6 +44,7 @@ def test_sections_are_registered_by_their_apps():
         "subscriptions": ("main", "Subscriptions"),
         "wallet": ("main", "Prepaid wallet"),
         "ledger": ("main", "Ledger"),
+        "history": ("main", "History"),
         "profile": ("side", "Billing profile"),
         "payment-methods": ("side", "Payment methods"),
         "freshness": ("side", "Data from billers"),
@@ -67,6 +68,7 @@ def test_sections_are_ordered_per_slot():
         "subscriptions",
         "wallet",
         "ledger",
+        "history",
     ]
 
 

@@ -272,7 +272,7 @@ def test_an_earlier_failed_rendering_is_rendered_by_the_next_call(staff, monkeyp
 
     monkeypatch.setattr(rendering, "render_document", broken)
     failed = client.post(issue_url(statement.pk))
-    assert failed.status_code == 500
+    assert failed.status_code == 503 and failed["Retry-After"] == "60"
     error = failed.json()["error"]
     invoice = Invoice.objects.get(statement=statement)
     assert error["code"] == "render_failed" and invoice.number in error["message"]

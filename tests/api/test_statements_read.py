@@ -295,13 +295,13 @@ def test_the_schema_documents_the_statements_and_ingest_endpoints(api_client):
     put = paths["/api/v1/statements/{external_id}/"]["put"]
     bulk = paths["/api/v1/ingest/bulk/"]["post"]
     assert set(put["tags"]) == {"statements", "ingest"}
-    assert set(put["responses"]) == {"200", "201", "400", "401", "403", "409", "413"}
+    assert set(put["responses"]) == {"200", "201", "400", "401", "403", "409", "413", "429"}
     assert {p["name"] for p in put["parameters"]} == {"Idempotency-Key", "external_id"}
     assert put["responses"]["409"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"
     }
     assert bulk["tags"] == ["ingest"]
-    assert set(bulk["responses"]) == {"200", "400", "401", "403", "409", "413"}
+    assert set(bulk["responses"]) == {"200", "400", "401", "403", "409", "413", "429"}
     for path in ("/api/v1/balances/", "/api/v1/transactions/", "/api/v1/usage/"):
         operation = paths[path]["post"]
         assert operation["tags"] == ["ingest"]

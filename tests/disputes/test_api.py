@@ -557,7 +557,7 @@ def test_the_schema_documents_the_cases_api(w):
     paths = response.json()["paths"]
     assert {"/api/v1/cases/", "/api/v1/cases/{number}/", "/api/v1/service-processes/"} <= set(paths)
     create = paths["/api/v1/cases/"]["post"]
-    assert set(create["responses"]) == {"200", "201", "400", "401", "403", "404", "409"}
+    assert set(create["responses"]) == {"200", "201", "400", "401", "403", "404", "409", "429"}
     assert {p["name"] for p in create["parameters"]} == {"Idempotency-Key"}
     assert {p["name"] for p in paths["/api/v1/cases/"]["get"]["parameters"]} >= {
         "status",

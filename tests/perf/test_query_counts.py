@@ -149,6 +149,7 @@ GUARDS: list[Guard] = [
 # place), and its lazy parts (/accounts/<number>/parts/<part>/, the sections loaded right after the page). One
 # guard per registered section and part, so a new one is guarded too, within the page's budget of 15.
 FIXED_SECTIONS = {"balance", "profile", "past-due", "charts"}  # tiles and charts of fixed size
+FIXED_SECTIONS |= {"history"}  # the newest page (20) of the account's audit records, whatever their number
 
 
 def _section_guards() -> list[Guard]:

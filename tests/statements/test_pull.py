@@ -189,7 +189,7 @@ def test_the_auth_header_is_sent_and_a_refusal_fails_the_run(fake, biller, refs)
     assert "s3cret" not in refused.error
 
 
-def test_an_unreachable_biller_and_a_slow_one_fail_with_clear_errors(fake, biller, refs, monkeypatch):
+def test_an_unreachable_biller_and_a_slow_one_fail_with_clear_errors(fake, biller, refs, settings):
     port = fake.port
     fake.stop()
     run = _pull(biller)
@@ -200,7 +200,7 @@ def test_an_unreachable_biller_and_a_slow_one_fail_with_clear_errors(fake, bille
         slow.delay_seconds = 1
         biller.pull_url = slow.url
         biller.save()
-        monkeypatch.setattr(pull_service, "HTTP_TIMEOUT_SECONDS", 0.2)
+        settings.STATEMENTS_PULL_TIMEOUT_SECONDS = 0.2
         run = _pull(biller)
     assert run.status == "failed"
     assert "no answer from" in run.error and "within 0.2 s" in run.error
