@@ -287,16 +287,16 @@ def _history_label(key: str) -> str:
 
 def history_changes(before: Any, after: Any) -> list[dict[str, str]]:
     """What a record says changed, readably: each field whose value differs, before → after. A record of a
-    creation (no before) lists what was set; one of a deletion (no after) what was there."""
+    creation (no before) lists what was set; one of a deletion (no after) what was there. A field that reads
+    the same on both sides (empty before and after) is left out."""
     before = before if isinstance(before, dict) else {}
     after = after if isinstance(after, dict) else {}
     keys = list(after) + [k for k in before if k not in after]
-    changes = [
-        {"field": _history_label(k), "before": _history_value(before.get(k, _GONE)),
-         "after": _history_value(after.get(k, _GONE))}
-        for k in keys
-        if before.get(k, _GONE) != after.get(k, _GONE)
-    ]  # fmt: skip
+    changes = []
+    for key in keys:
+        was, now = _history_value(before.get(key, _GONE)), _history_value(after.get(key, _GONE))
+        if was != now:
+            changes.append({"field": _history_label(key), "before": was, "after": now})
     return changes[:HISTORY_FIELDS_SHOWN] if not before else changes
 
 
