@@ -247,8 +247,8 @@ def test_a_failed_rendering_is_documented_as_503_with_retry_after(openapi):
 
 def test_a_nul_character_anywhere_in_a_json_body_is_a_400_and_nothing_is_stored(openapi, biller_api):
     # Found: POST /api/v1/usage-records/bulk/ with an Idempotency-Key and a record whose external_id held
-    # "\u0000" answered 500: the record was rejected, but the answer echoing its id could not be stored for the
-    # key's replay (jsonb refuses NUL). NUL can be stored nowhere, so the API refuses it at the parser.
+    # "\u0000" answered 500: the record was rejected, but the answer echoing its id could not be stored for
+    # the key's replay (jsonb refuses NUL). NUL can be stored nowhere, so the API refuses it at the parser.
     from billing_mgmt.models import IdempotencyRecord
     from billruns.models import UsageRecord
 
