@@ -12,7 +12,8 @@ from a table's sequence beforehand for rows that others must point at (a segment
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection, models
@@ -130,3 +131,25 @@ def next_ids(model: type[models.Model], count: int) -> list[int]:
             [connection.ops.quote_name(table), model._meta.pk.column, count],
         )
         return [pk for (pk,) in cursor.fetchall()]
+
+
+@contextmanager
+def row_by_row_plans(cursor) -> Iterator[None]:
+    """Run the statements inside as index lookups per driving row (PostgreSQL), not as hash joins over whole
+    tables.
+
+    A billing run's set statements start from one chunk's few thousand ids (an ``unnest`` of segments) and
+    join tables that grow by millions of rows during the run. Their statistics lag behind, and the planner
+    then prefers sequential scans and hash joins over the whole of calculation lines and segments: the cost
+    per chunk grows with the size of the base (at 100,000 accounts, Assembling & Posting took 2.5 times as
+    long per account as at 10,000). Inside, sequential scans and hash joins are priced out, so each chunk
+    costs what its own rows cost. Scoped to the statements inside (SET LOCAL, then back to the default) in
+    the caller's transaction; elsewhere a no-op."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off")
+    try:
+        yield
+    finally:
+        cursor.execute("SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT")

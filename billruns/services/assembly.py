@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from accounts.models import Account, Biller
 from billing_mgmt.audit import audit_records_bulk, snapshot
-from billing_mgmt.bulk import set_columns
+from billing_mgmt.bulk import row_by_row_plans, set_columns
 from billing_mgmt.numbering import next_numbers
 from invoicing.models import BillMessage, StatementMessage
 from statements.models import (
@@ -280,7 +280,7 @@ def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dic
         UPDATE {calculation_line} AS t SET statement_line_id = printed.id
         FROM printed WHERE t.id = printed.calculation_line_id
     """
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, row_by_row_plans(cursor):
         cursor.execute(
             sql,
             {
@@ -444,7 +444,7 @@ def _usage_summaries(by_statement: dict[int, list[BillSegment]], statements: dic
         FULL JOIN included i
             ON i.statement_id = u.statement_id AND i.identifier = u.identifier AND i.code = u.code
     """
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, row_by_row_plans(cursor):
         cursor.execute(
             sql,
             {

@@ -9,10 +9,10 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing_mgmt.bulk import insert_rows, next_ids
+from billing_mgmt.bulk import insert_rows, next_ids, row_by_row_plans
 from billruns.models import BillSegment, CalculationLine, UsageRecord
 from billruns.services import assembly, bill_create, subscriptions_rate
 from statements.models import StatementLine, UsageSummary
@@ -178,3 +178,30 @@ def test_statement_lines_and_usage_summaries_in_sql_equal_the_python_path(family
     assert {s[2] for s in voice} == {D("157.5")} and {s[4] for s in voice} == {D("20")}
     assert UsageRecord.objects.filter(status="rated").count() == 36
     assert totals[0] > Decimal(0)
+
+
+def test_set_statements_are_planned_row_by_row_inside_and_as_usual_after():
+    """A chunk's set statements (statement lines, usage summaries) drive index lookups from the chunk's own
+    ids; outside them the planner is free again, in the same transaction."""
+
+    def planner() -> tuple[str, str]:
+        cursor.execute("SHOW enable_seqscan")
+        seqscan = cursor.fetchone()[0]
+        cursor.execute("SHOW enable_hashjoin")
+        return seqscan, cursor.fetchone()[0]
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        assert planner() == ("on", "on")
+        with row_by_row_plans(cursor):
+            assert planner() == ("off", "off")
+            cursor.execute(
+                "EXPLAIN SELECT cl.id FROM unnest(%s::bigint[]) AS v(id) "
+                "JOIN billruns_calculationline cl ON cl.segment_id = v.id",
+                [[1, 2, 3]],
+            )
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "Seq Scan on billruns_calculationline" not in plan and "Hash Join" not in plan, plan
+        assert planner() == ("on", "on")
+        with pytest.raises(ZeroDivisionError), row_by_row_plans(cursor):
+            1 / 0  # noqa: B018 - an error inside: the settings are restored all the same
+        assert planner() == ("on", "on")
