@@ -72,7 +72,8 @@ GUARDS: list[Guard] = [
         7,
         partial=True,
     ),  # fmt: skip
-    Guard("bill-preview", "csr", lambda w: f"/billing/accounts/{_acct(w)}/preview/", 51, partial=True),
+    # 53: the preview runs the engine's set statements, each planned row by row (a SET LOCAL and its reset).
+    Guard("bill-preview", "csr", lambda w: f"/billing/accounts/{_acct(w)}/preview/", 53, partial=True),
     Guard("adjustment-queue", "supervisor", lambda w: "/payments/adjustments/pending/", 4),
     Guard("case-queue", "csr", lambda w: "/cases/queue/", 7),
     Guard("case-new", "csr", lambda w: f"/cases/new/{_acct(w)}/", 7),
