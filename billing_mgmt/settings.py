@@ -378,7 +378,7 @@ INVOICE_USAGE_EVENTS = "billruns.selectors.invoice_usage_events"
 # wait doubles from one minute, at most four hours), and the HTTP timeout of each POST to a biller (the whole
 # exchange: connect, send, answer).
 PAYMENTS_EXPORT_MAX_ATTEMPTS = env.int("PAYMENTS_EXPORT_MAX_ATTEMPTS", default=8)
-PAYMENTS_EXPORT_TIMEOUT_SECONDS = env.int("PAYMENTS_EXPORT_TIMEOUT_SECONDS", default=10)
+PAYMENTS_EXPORT_TIMEOUT_SECONDS = env.float("PAYMENTS_EXPORT_TIMEOUT_SECONDS", default=10)
 # Pulls from billers (statements.services.pull): seconds a connect, and each read, waits for the biller; and
 # seconds one page's whole exchange may take (a biller trickling its answer is cut off then).
 STATEMENTS_PULL_TIMEOUT_SECONDS = env.float("STATEMENTS_PULL_TIMEOUT_SECONDS", default=30)

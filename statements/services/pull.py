@@ -41,8 +41,6 @@ from .ingest import ACCEPTED, DUPLICATE, IngestResult, ingest_records
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # records asked for per page (the contract allows up to MAX_BULK_RECORDS)
-HTTP_TIMEOUT_SECONDS = 30  # per connect and per read, unless settings.STATEMENTS_PULL_TIMEOUT_SECONDS says
-PAGE_DEADLINE_SECONDS = 300  # per page, all reads together (settings.STATEMENTS_PULL_PAGE_DEADLINE_SECONDS)
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 MAX_PAGES = 100_000  # a guard against a biller whose cursors never end
 WATERMARK_MAX_LENGTH = 200  # BillerSync.watermark / AccountSync.watermark / PullRun.watermark_*
@@ -296,13 +294,13 @@ def _where(url: str) -> str:
 def _timeout() -> float:
     """Seconds a connect, and each read, may wait for the biller (a hung biller fails the load, and frees the
     worker, after this)."""
-    return float(getattr(settings, "STATEMENTS_PULL_TIMEOUT_SECONDS", HTTP_TIMEOUT_SECONDS))
+    return float(settings.STATEMENTS_PULL_TIMEOUT_SECONDS)
 
 
 def _page_deadline() -> float:
     """Seconds one page's whole exchange may take (a biller that trickles its answer, every read within the
     timeout, fails the load after this instead of holding the worker for hours)."""
-    return float(getattr(settings, "STATEMENTS_PULL_PAGE_DEADLINE_SECONDS", PAGE_DEADLINE_SECONDS))
+    return float(settings.STATEMENTS_PULL_PAGE_DEADLINE_SECONDS)
 
 
 def _fetch_page(scope: _Scope, *, since: str, cursor: str | None, number: int) -> Any:
