@@ -249,9 +249,9 @@ def invoice_usage_events(*, statement_ids: list[int], limit: int) -> dict[int, d
 
     if not statement_ids:
         return {}
-    partition = [F("segment__statement_id"), F("subscription__service_identifier")]
+    partition = [F("rating__segment__statement_id"), F("subscription__service_identifier")]
     rows = (
-        UsageRecord.objects.filter(segment__statement_id__in=statement_ids)
+        UsageRecord.objects.filter(rating__segment__statement_id__in=statement_ids)
         .annotate(
             row=Window(RowNumber(), partition_by=partition, order_by=[F("event_time"), F("id")]),
             of=Window(Count("id"), partition_by=partition),
@@ -259,7 +259,7 @@ def invoice_usage_events(*, statement_ids: list[int], limit: int) -> dict[int, d
         .filter(row__lte=limit)
         .order_by()
         .values_list(
-            "segment__statement_id",
+            "rating__segment__statement_id",
             "subscription__service_identifier",
             "event_time",
             "usage_type__name",

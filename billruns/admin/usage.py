@@ -28,6 +28,27 @@ class RejectionCodeFilter(admin.SimpleListFilter):
         return queryset.filter(rejection_code=value) if value else queryset
 
 
+class RatingStatusFilter(admin.SimpleListFilter):
+    """Accepted (waiting for rating), rated or rejected: each an indexed look-up, never a scan of the table
+    (rated is a link to a segment, waiting a row on rating's list)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return UsageRecord.Status.choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == UsageRecord.Status.REJECTED:
+            return queryset.filter(status=value)
+        if value == UsageRecord.Status.RATED:
+            return queryset.filter(rating__isnull=False)
+        if value == UsageRecord.Status.ACCEPTED:
+            return queryset.filter(waiting__isnull=False)
+        return queryset
+
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = (
@@ -39,30 +60,38 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "usage_type_code",
         "quantity",
         "unit",
-        "status",
+        "rating_status",
         "rejection_code",
         "rejection_reason",
         "received_at",
     )
-    list_select_related = ("subscription__account",)
-    list_filter = ("status", RejectionCodeFilter, "usage_type")
+    list_select_related = ("subscription__account", "rating")
+    list_filter = (RatingStatusFilter, RejectionCodeFilter, "usage_type")
     search_fields = ("=source", "=external_id", "=service_identifier")
     date_hierarchy = "event_date"
     show_full_result_count = False
     actions = ["reprocess"]
     fieldsets = (
-        (None, {"fields": ("source", "external_id", "status", "rejection_code", "rejection_reason")}),
+        (None, {"fields": ("source", "external_id", "rating_status", "rejection_code", "rejection_reason")}),
         (
             "Usage",
             {"fields": ("usage_type_code", "usage_type", "quantity", "unit", "event_time", "event_date")},
         ),
         (
             "Subscription",
-            {"fields": ("service_identifier", "subscription_ref", "subscription_link", "segment")},
+            {"fields": ("service_identifier", "subscription_ref", "subscription_link", "rated_segment")},
         ),
         ("Received", {"fields": ("received_at",)}),
     )
-    readonly_fields = ("subscription_link",)
+    readonly_fields = ("subscription_link", "rating_status", "rated_segment")
+
+    @admin.display(description="Status")
+    def rating_status(self, obj: UsageRecord) -> str:
+        return UsageRecord.Status(obj.rating_status).label
+
+    @admin.display(description="Rated on segment")
+    def rated_segment(self, obj: UsageRecord) -> str:
+        return str(obj.rated_segment_id) if obj.rated_segment_id is not None else "-"
 
     @admin.display(description="Subscription", ordering="subscription_id")
     def subscription_link(self, obj: UsageRecord) -> str:
@@ -77,7 +106,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         return format_html('<a href="{}">{}</a>', url, label)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("subscription__account")
+        return super().get_queryset(request).select_related("subscription__account", "rating")
 
     def has_reprocess_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billruns.change_usagerecord")

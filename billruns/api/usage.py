@@ -56,7 +56,9 @@ class UsageRecordsApiPermission(BasePermission):
 
 
 class UsageRecordFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(field_name="status", choices=UsageRecord.Status.choices)
+    status = django_filters.ChoiceFilter(
+        choices=UsageRecord.Status.choices, method="filter_status", label="Status"
+    )
     subscription = django_filters.NumberFilter(field_name="subscription_id", label="Subscription id")
     service_identifier = django_filters.CharFilter(
         field_name="service_identifier", label="Service identifier"
@@ -77,6 +79,15 @@ class UsageRecordFilter(django_filters.FilterSet):
     class Meta:
         model = UsageRecord
         fields: list[str] = []
+
+    def filter_status(self, queryset, name, value):
+        """Accepted: still waiting for rating; rated: linked to a segment (the column holds only accepted or
+        rejected)."""
+        if value == UsageRecord.Status.REJECTED:
+            return queryset.filter(status=value)
+        if value == UsageRecord.Status.RATED:
+            return queryset.filter(rating__isnull=False)
+        return queryset.filter(waiting__isnull=False)
 
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, request=request, **kwargs)
@@ -105,7 +116,7 @@ class UsageRecordListView(generics.ListAPIView):
 
     def get_queryset(self):
         biller = caller_biller(self.request)
-        records = UsageRecord.objects.all()
+        records = UsageRecord.objects.select_related("rating")
         return records if biller is None else records.filter(source=biller.code)
 
 

@@ -92,8 +92,13 @@ class UsageRecordSerializer(serializers.ModelSerializer):
     subscription = serializers.IntegerField(source="subscription_id", allow_null=True)
     subscription_ref = serializers.CharField(help_text="The subscription id as sent, if any.")
     usage_type = serializers.CharField(source="usage_type_code", help_text="As sent.")
+    status = serializers.ChoiceField(
+        source="rating_status",
+        choices=UsageRecord.Status.choices,
+        help_text="accepted (waiting for rating), rated or rejected.",
+    )
     segment = serializers.IntegerField(
-        source="segment_id", allow_null=True, help_text="The bill segment that rated it."
+        source="rated_segment_id", allow_null=True, help_text="The bill segment that rated it."
     )
 
     class Meta:

@@ -51,6 +51,7 @@ from ..models import (
     TaxJurisdiction,
     TaxRate,
     UsageRecord,
+    UsageToRate,
     UsageType,
 )
 from ..periods import add_months
@@ -333,6 +334,15 @@ def _usage(rng: random.Random, spec: BaseSpec, catalog: dict, subscriptions: lis
                         )
                     )  # fmt: skip
                     count += 1
+    # What ingest does with accepted records: put them on the waiting list rating reads.
+    table = connection.ops.quote_name(UsageToRate._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (usage_record_id, subscription_id, event_date, usage_type_id, quantity) "
+            f"SELECT id, subscription_id, event_date, usage_type_id, quantity "
+            f"FROM {connection.ops.quote_name(meta.db_table)} WHERE status = %s",
+            [UsageRecord.Status.ACCEPTED],
+        )
     return count
 
 

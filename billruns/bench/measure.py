@@ -31,6 +31,7 @@ from statements.selectors import ledger_mismatches
 from ..models import (
     BillingRun,
     BillSegment,
+    RatedUsage,
     RunAccount,
     RunChunk,
     RunDefinition,
@@ -40,6 +41,7 @@ from ..models import (
     Stage,
     Subscription,
     UsageRecord,
+    UsageToRate,
 )
 from ..services import (
     RunStateError,
@@ -309,7 +311,16 @@ def check_run(run: BillingRun, built: BuiltBase, months: int, up_to: str = Stage
         and Subscription.objects.exclude(segments__billing_run=run).count() == 0
     )
     usage = dict(UsageRecord.objects.values("status").annotate(n=Count("id")).values_list("status", "n"))
-    checks["all_usage_rated"] = usage == {UsageRecord.Status.RATED: built.usage_records}
+    # Every record linked once, to a segment of this run that exists (the links carry no foreign-key
+    # constraint), and none left waiting.
+    linked = RatedUsage.objects.filter(
+        segment__billing_run=run, usage_record__event_date__isnull=False
+    ).count()
+    checks["all_usage_rated"] = (
+        usage == {UsageRecord.Status.ACCEPTED: built.usage_records}
+        and linked == built.usage_records == RatedUsage.objects.count()
+        and not UsageToRate.objects.exists()
+    )
     bills = FinancialTransaction.objects.filter(
         kind=FinancialTransaction.Kind.BILL, statement__run_account__run=run
     )

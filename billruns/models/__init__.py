@@ -35,7 +35,7 @@ from .runs import (
     WalletEstimate,
     stages_of,
 )
-from .subscriptions import Subscription, UsageRecord
+from .subscriptions import RatedUsage, Subscription, UsageRecord, UsageToRate
 
 __all__ = [
     "NORMAL_STAGES",
@@ -58,6 +58,8 @@ __all__ = [
     "PlanComponent",
     "Price",
     "PricePlan",
+    "RatedUsage",
+    "UsageToRate",
     "PriceTier",
     "Product",
     "Subscription",

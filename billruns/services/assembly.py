@@ -52,6 +52,7 @@ from ..models import (
     PlanComponent,
     PricePlan,
     Product,
+    RatedUsage,
     Subscription,
     UsageRecord,
     UsageType,
@@ -395,9 +396,10 @@ def _usage_summaries(by_statement: dict[int, list[BillSegment]], statements: dic
         _usage_summaries_python(by_statement, statements)
         return
     quote = connection.ops.quote_name
-    usage, subscription, segment, line, component, usage_type, summary = (
+    rated, usage, subscription, segment, line, component, usage_type, summary = (
         quote(m._meta.db_table)
         for m in (
+            RatedUsage,
             UsageRecord,
             Subscription,
             BillSegment,
@@ -417,7 +419,15 @@ def _usage_summaries(by_statement: dict[int, list[BillSegment]], statements: dic
                    COALESCE(NULLIF(ut.code, ''), 'usage') AS code, SUM(u.quantity) AS quantity,
                    MAX(u.unit) AS unit
             FROM v
-            JOIN {usage} u ON u.segment_id = v.segment_id
+            -- Per segment, its links and their records, looked up by the segment's id. OFFSET 0 keeps the
+            -- planner from flattening the lookup into a join over every link: the links table grows by
+            -- millions of rows during a run, faster than its statistics.
+            CROSS JOIN LATERAL (
+                SELECT u.subscription_id, u.usage_type_id, u.quantity, u.unit
+                FROM {rated} r JOIN {usage} u ON u.id = r.usage_record_id
+                WHERE r.segment_id = v.segment_id
+                OFFSET 0
+            ) u
             JOIN {subscription} sub ON sub.id = u.subscription_id
             LEFT JOIN {usage_type} ut ON ut.id = u.usage_type_id
             GROUP BY 1, 2, 3
@@ -465,8 +475,8 @@ def _usage_summaries_python(
     used: dict[tuple[int, str, str], Decimal] = defaultdict(Decimal)
     units: dict[tuple[int, str, str], str] = {}
     for segment_id, identifier, code, unit, quantity in (
-        UsageRecord.objects.filter(segment_id__in=list(statement_of))
-        .values_list("segment_id", "subscription__service_identifier", "usage_type__code", "unit")
+        UsageRecord.objects.filter(rating__segment_id__in=list(statement_of))
+        .values_list("rating__segment_id", "subscription__service_identifier", "usage_type__code", "unit")
         .annotate(quantity=Sum("quantity"))
         .order_by()
     ):

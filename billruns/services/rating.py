@@ -34,7 +34,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing_mgmt.bulk import insert_rows, next_ids, set_columns
+from billing_mgmt.bulk import insert_rows, next_ids
 from billing_mgmt.money import Money, allocate, quantize
 
 from ..models import (
@@ -43,9 +43,10 @@ from ..models import (
     Discount,
     PlanComponent,
     Price,
+    RatedUsage,
     Subscription,
     TaxRate,
-    UsageRecord,
+    UsageToRate,
 )
 from ..periods import Period, periods, proration
 from .rating_context import USAGE_KINDS, BilledLine, RatingContext, rating_contexts
@@ -893,24 +894,19 @@ LINE_COLUMNS = (
 
 
 def _mark_rated(usage_ids: list[int], segment_ids: list[int]) -> int:
-    """Mark these usage records rated on their segments (only those still waiting). One UPDATE whose only
-    per-row values are the two id arrays (the status is a constant)."""
+    """Link these usage records to the segments that rated them, taking them off the waiting list (only
+    those still on it: the count says how many were). The records themselves are not written: one DELETE
+    of the narrow waiting rows (no index entry written) and one COPY of the links."""
     if connection.vendor != "postgresql":
-        return set_columns(
-            UsageRecord,
-            usage_ids,
-            {"status": [UsageRecord.Status.RATED] * len(usage_ids), "segment": segment_ids},
-            where={"status": UsageRecord.Status.ACCEPTED},
-        )
-    table = connection.ops.quote_name(UsageRecord._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS t SET status = %s, segment_id = v.segment_id "
-            f"FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, segment_id) "
-            f"WHERE t.id = v.id AND t.status = %s",
-            [UsageRecord.Status.RATED, usage_ids, segment_ids, UsageRecord.Status.ACCEPTED],
-        )
-        return cursor.rowcount
+        taken = UsageToRate.objects.filter(pk__in=usage_ids).delete()[0]
+    else:
+        table = connection.ops.quote_name(UsageToRate._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE usage_record_id = ANY(%s::bigint[])", [usage_ids])
+            taken = cursor.rowcount
+    if taken == len(usage_ids):
+        insert_rows(RatedUsage, ("usage_record", "segment"), zip(usage_ids, segment_ids, strict=True))
+    return taken
 
 
 def periods_to_rate(ctx: RatingContext, bill_as_of: dt.date) -> list[tuple[Period, BillSegment | None]]:

@@ -36,6 +36,7 @@ from ..models import (
     TaxJurisdiction,
     TaxRate,
     UsageRecord,
+    UsageToRate,
 )
 from ..periods import Period, period_containing
 
@@ -159,7 +160,7 @@ def _rated_usage_since(starts: dict[int, dt.date]) -> dict[int, dict[tuple[int, 
         return result
     condition = _since(starts, "subscription_id", "event_date")
     rows = (
-        UsageRecord.objects.filter(condition, status=UsageRecord.Status.RATED)
+        UsageRecord.objects.filter(condition, status=UsageRecord.Status.ACCEPTED, rating__isnull=False)
         .values("subscription_id", "usage_type_id", "event_date")
         .annotate(q=Sum("quantity"))
         .values_list("subscription_id", "usage_type_id", "event_date", "q")
@@ -236,11 +237,9 @@ def rating_contexts(
         charged_one_time[sub_id].add(component_id)
     pending: dict[int, list[PendingUsage]] = defaultdict(list)
     for record_id, sub_id, usage_type_id, day, quantity in (
-        UsageRecord.objects.filter(
-            subscription_id__in=ids, status=UsageRecord.Status.ACCEPTED, event_date__lt=usage_before
-        )
-        .values_list("id", "subscription_id", "usage_type_id", "event_date", "quantity")
-        .order_by("event_date", "id")
+        UsageToRate.objects.filter(subscription_id__in=ids, event_date__lt=usage_before)
+        .values_list("usage_record_id", "subscription_id", "usage_type_id", "event_date", "quantity")
+        .order_by("event_date", "usage_record_id")
     ):
         pending[sub_id].append(PendingUsage(record_id, usage_type_id, day, quantity))
 

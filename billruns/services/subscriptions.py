@@ -46,6 +46,7 @@ from ..models import (
     Subscription,
     TaxJurisdiction,
     UsageRecord,
+    UsageToRate,
 )
 from .catalog import FieldErrors, span, spans_overlap
 
@@ -371,9 +372,12 @@ def _reject_usage_after_end(subscription: Subscription) -> int:
     so it shows in admin (and is matched again by reprocessing if the end date moves later)."""
     from .usage import OUTSIDE_SUBSCRIPTION_DATES
 
-    return UsageRecord.objects.filter(
-        subscription=subscription, status=UsageRecord.Status.ACCEPTED, event_date__gt=subscription.end_date
-    ).update(
+    waiting = UsageToRate.objects.filter(subscription=subscription, event_date__gt=subscription.end_date)
+    ids = list(waiting.values_list("usage_record_id", flat=True))
+    if not ids:
+        return 0
+    waiting.delete()
+    return UsageRecord.objects.filter(pk__in=ids).update(
         status=UsageRecord.Status.REJECTED,
         subscription=None,
         subscription_ref=str(subscription.pk),

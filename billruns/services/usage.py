@@ -48,9 +48,10 @@ from django.utils import timezone
 from accounts.models import Biller
 from accounts.selectors import accounts_for_biller
 from billing_mgmt.audit import audit_record
+from billing_mgmt.bulk import insert_rows
 from statements.models import QUANTITY_DIGITS, QUANTITY_PLACES
 
-from ..models import PlanComponent, Subscription, UsageRecord, UsageType
+from ..models import PlanComponent, Subscription, UsageRecord, UsageToRate, UsageType
 
 MAX_SOURCE_LENGTH = 60
 INSERT_BATCH = 1000  # rows per INSERT statement
@@ -526,7 +527,7 @@ def _seen_answer(index: int, stored: UsageRecord, usage: _Usage) -> UsageAnswer:
             external_id=usage.external_id,
             outcome=CONFLICT,
             id=stored.pk,
-            status=stored.status,
+            status=stored.rating_status,
             code="external_id_conflict",
             message=(
                 f"External id {usage.external_id!r} was already received from this source with other "
@@ -539,7 +540,7 @@ def _seen_answer(index: int, stored: UsageRecord, usage: _Usage) -> UsageAnswer:
         external_id=usage.external_id,
         outcome=DUPLICATE,
         id=stored.pk,
-        status=stored.status,
+        status=stored.rating_status,
         code=stored.rejection_code,
         message=stored.rejection_reason,
     )
@@ -561,12 +562,29 @@ def _stored_answer(index: int, record: UsageRecord) -> UsageAnswer:
 def _existing(source: str, external_ids: Iterable[str]) -> dict[str, UsageRecord]:
     return {
         record.external_id: record
-        for record in UsageRecord.objects.filter(source=source, external_id__in=list(external_ids))
+        for record in UsageRecord.objects.filter(
+            source=source, external_id__in=list(external_ids)
+        ).select_related("rating")
     }
 
 
-# The columns a new record is inserted with; any other column (a later one, the rating's segment) takes its
-# field's default.
+_QUEUED = ("usage_record", "subscription", "event_date", "usage_type", "quantity")
+
+
+def _queue_for_rating(records: Iterable[UsageRecord]) -> None:
+    """Put the ACCEPTED ones of these stored records on the waiting list that rating reads."""
+    insert_rows(
+        UsageToRate,
+        _QUEUED,
+        (
+            (r.pk, r.subscription_id, r.event_date, r.usage_type_id, r.quantity)
+            for r in records
+            if r.status == UsageRecord.Status.ACCEPTED
+        ),
+    )
+
+
+# The columns a new record is inserted with; any other column (a later one) takes its field's default.
 _INSERTED = (
     "source", "external_id", "subscription", "service_identifier", "usage_type_code", "usage_type",
     "quantity", "unit", "event_time", "event_date", "status", "rejection_code", "rejection_reason",
@@ -649,10 +667,13 @@ def _insert_one_by_one(
             with transaction.atomic():
                 record.save(force_insert=True)
         except IntegrityError:
-            stored = UsageRecord.objects.get(source=source, external_id=usage.external_id)
+            stored = UsageRecord.objects.select_related("rating").get(
+                source=source, external_id=usage.external_id
+            )
             answers[index] = _seen_answer(index, stored, usage)
             stored_now[usage.external_id] = stored
         else:
+            _queue_for_rating([record])
             answers[index] = _stored_answer(index, record)
             stored_now[usage.external_id] = record
     return stored_now
@@ -708,6 +729,9 @@ _STATUS, _CODE, _REASON = (
     _INSERTED.index("rejection_code"),
     _INSERTED.index("rejection_reason"),
 )
+_EXTERNAL_ID, _SUBSCRIPTION, _DAY, _TYPE, _QUANTITY = (
+    _INSERTED.index(name) for name in ("external_id", "subscription", "event_date", "usage_type", "quantity")
+)
 
 
 def _row(source: str, usage: _Usage, match: _Match, received_at: dt.datetime) -> tuple:
@@ -743,6 +767,15 @@ def _store_batch(
     received_at = timezone.now()
     rows = [_row(source, usage, match, received_at) for (_, usage), match in zip(fresh, matches, strict=True)]
     ids = _insert_new(rows)
+    insert_rows(
+        UsageToRate,
+        _QUEUED,
+        (
+            (pk, row[_SUBSCRIPTION], row[_DAY], row[_TYPE], row[_QUANTITY])
+            for row in rows
+            if row[_STATUS] == UsageRecord.Status.ACCEPTED and (pk := ids.get(row[_EXTERNAL_ID])) is not None
+        ),
+    )
     stored_now: dict[str, UsageRecord] = {}
     skipped: list[int] = []  # positions in fresh
     for k, ((index, usage), row) in enumerate(zip(fresh, rows, strict=True)):
@@ -801,6 +834,7 @@ def _new_record(
         received_at=received_at,
     )
     _apply(record, match, usage)
+    UsageRecord.rating.related.set_cached_value(record, None)  # new: not rated (and no query to say so)
     return record
 
 
@@ -833,6 +867,7 @@ def _store_batch_checked(
     except IntegrityError:
         stored_now.update(_insert_one_by_one(source, new, records, answers))
     else:
+        _queue_for_rating(records)
         for (index, usage), record in zip(new, records, strict=True):
             answers[index] = _stored_answer(index, record)
             stored_now[usage.external_id] = record
@@ -932,4 +967,5 @@ def usage_records_reprocess(*, records: QuerySet[UsageRecord] | None = None, act
                 ):
                     changed.append(record)
         UsageRecord.objects.bulk_update(changed, _MATCH_FIELDS, batch_size=INSERT_BATCH)
+        _queue_for_rating(changed)
     return result

@@ -10,6 +10,7 @@ from billing_mgmt import roles
 from billing_mgmt.models import IdempotencyRecord
 from billruns.api.usage_serializers import MAX_USAGE_RECORDS
 from billruns.models import UsageRecord
+from billruns.services import subscription_rate
 from tests.billruns import builders as b
 
 pytestmark = pytest.mark.django_db
@@ -290,6 +291,42 @@ def test_staff_list_every_source_and_filter(session_client, stored, sub_a):
     ]
     assert ids(csr.get(LIST, {"rejection_code": "no_subscription"})) == ["a-3"]
     assert ids(csr.get(LIST, {"ordering": "event_time"})) == ["a-1", "m-1", "a-3", "a-2"]
+
+
+def test_rated_records_show_their_segment_and_filter_by_status(client_a, session_client, stored, sub_a):
+    """Rating links a record to its segment without rewriting it; the API still says "rated"."""
+    (segment,) = [
+        s
+        for s in subscription_rate(subscription=sub_a, bill_as_of=dt.date(2026, 7, 1)).created
+        if s.lines.exists()
+    ]
+    csr = session_client(roles.CSR)
+    rows = {row["external_id"]: row for row in client_a.get(LIST).json()["results"]}
+
+    assert {k: (r["status"], r["segment"]) for k, r in rows.items()} == {
+        "a-1": ("rated", segment.pk),
+        "a-2": ("rated", segment.pk),
+        "a-3": ("rejected", None),
+    }
+    assert ids(csr.get(LIST, {"status": "rated"})) == ["a-2", "a-1"]
+    assert ids(csr.get(LIST, {"status": "accepted"})) == ["m-1"]  # still waiting for rating
+    assert ids(csr.get(LIST, {"status": "rejected"})) == ["a-3"]
+    # A resend of a rated record is a duplicate that says so.
+    answer = client_a.post(
+        BULK, {"records": [record("a-1", event_time="2026-06-02T10:00:00Z")]}, format="json"
+    )
+    assert answer.json()["results"][0] | {"id": None} == {
+        "index": 0, "external_id": "a-1", "outcome": "duplicate", "id": None, "status": "rated", "code": "",
+        "message": "", "fields": {},
+    }  # fmt: skip
+
+
+def test_the_list_costs_the_same_queries_whatever_its_length(
+    client_a, stored, sub_a, django_assert_max_num_queries
+):
+    subscription_rate(subscription=sub_a, bill_as_of=dt.date(2026, 7, 1))
+    with django_assert_max_num_queries(3):  # API key, count, page: the links come with the page
+        assert len(ids(client_a.get(LIST))) == 3
 
 
 def test_a_bad_filter_value_is_400(client_a, stored):

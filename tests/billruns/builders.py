@@ -22,6 +22,7 @@ from billruns.models import (
     TaxJurisdiction,
     TaxRate,
     UsageRecord,
+    UsageToRate,
     UsageType,
 )
 
@@ -188,7 +189,7 @@ def subscription(account, plan, start: dt.date, *, end: dt.date | None = None, i
 def usage(sub: Subscription, quantity, day: dt.date, *, type_code: str = "voice", source: str = "test"):
     ut = UsageType.objects.get(code=type_code)
     when = timezone.make_aware(dt.datetime.combine(day, dt.time(12)))
-    return UsageRecord.objects.create(
+    record = UsageRecord.objects.create(
         source=source,
         external_id=f"u-{next(_seq)}",
         subscription=sub,
@@ -201,3 +202,8 @@ def usage(sub: Subscription, quantity, day: dt.date, *, type_code: str = "voice"
         event_date=day,
         received_at=timezone.now(),
     )
+    # As ingest does: an accepted record waits for rating.
+    UsageToRate.objects.create(
+        usage_record=record, subscription=sub, event_date=day, usage_type=ut, quantity=record.quantity
+    )
+    return record

@@ -12,6 +12,7 @@ from django.urls import reverse
 from billing_mgmt import roles
 from billing_mgmt.models import AuditRecord
 from billruns.models import Subscription, UsageRecord, UsageType
+from billruns.services import subscription_rate
 from billruns.services.usage import usage_records_ingest
 from tests.billruns import builders as b
 from tests.factories import AccountFactory
@@ -80,12 +81,28 @@ def test_changelist_shows_records_with_their_rejection(
 
 
 def test_rejected_records_are_easy_to_find(admin_client, records):
-    assert listed(admin_client.get(CHANGELIST, {"status__exact": "rejected"})) == {"unit", "nosub"}
+    assert listed(admin_client.get(CHANGELIST, {"status": "rejected"})) == {"unit", "nosub"}
     assert listed(admin_client.get(CHANGELIST, {"rejection_code": "wrong_unit"})) == {"unit"}
-    assert listed(admin_client.get(CHANGELIST, {"status__exact": "accepted"})) == {"ok-1", "ok-2"}
+    assert listed(admin_client.get(CHANGELIST, {"status": "accepted"})) == {"ok-1", "ok-2"}
     assert listed(admin_client.get(CHANGELIST, {"event_date__month": "7", "event_date__year": "2026"})) == {
         "ok-2"
     }
+
+
+def test_rated_records_are_listed_as_rated_with_their_segment(admin_client, records, sub):
+    (segment,) = [
+        s
+        for s in subscription_rate(subscription=sub, bill_as_of=dt.date(2026, 7, 1)).created
+        if s.lines.exists()
+    ]
+
+    assert listed(admin_client.get(CHANGELIST, {"status": "rated"})) == {"ok-1"}
+    assert listed(admin_client.get(CHANGELIST, {"status": "accepted"})) == {"ok-2"}  # July's, still waiting
+    page = admin_client.get(CHANGELIST)
+    assert page.status_code == 200
+    assert "Rated" in page.content.decode() and "Accepted (waiting for rating)" in page.content.decode()
+    change = admin_client.get(reverse("admin:billruns_usagerecord_change", args=[records["ok-1"].pk]))
+    assert f'<div class="readonly">{segment.pk}</div>' in change.content.decode()
 
 
 @pytest.mark.parametrize(("term", "found"), [("mediation", 4), ("nosub", 1), ("+9999", 1), ("other", 0)])

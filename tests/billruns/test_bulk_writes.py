@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing_mgmt.bulk import insert_rows, next_ids, row_by_row_plans
-from billruns.models import BillSegment, CalculationLine, UsageRecord
+from billruns.models import BillSegment, CalculationLine, RatedUsage, UsageRecord
 from billruns.services import assembly, bill_create, subscriptions_rate
 from statements.models import StatementLine, UsageSummary
 from tests.billruns import builders as b
@@ -176,7 +176,7 @@ def test_statement_lines_and_usage_summaries_in_sql_equal_the_python_path(family
     assert {(s[1], s[3]) for s in summaries} == {("voice", "min"), ("data", "MB")}
     voice = [s for s in summaries if s[1] == "voice"]
     assert {s[2] for s in voice} == {D("157.5")} and {s[4] for s in voice} == {D("20")}
-    assert UsageRecord.objects.filter(status="rated").count() == 36
+    assert RatedUsage.objects.count() == UsageRecord.objects.count() == 36
     assert totals[0] > Decimal(0)
 
 
@@ -184,16 +184,20 @@ def test_set_statements_are_planned_row_by_row_inside_and_as_usual_after():
     """A chunk's set statements (statement lines, usage summaries) drive index lookups from the chunk's own
     ids; outside them the planner is free again, in the same transaction."""
 
-    def planner() -> tuple[str, str]:
-        cursor.execute("SHOW enable_seqscan")
-        seqscan = cursor.fetchone()[0]
-        cursor.execute("SHOW enable_hashjoin")
-        return seqscan, cursor.fetchone()[0]
+    def planner() -> tuple[str, ...]:
+        values = []
+        for name in ("enable_seqscan", "enable_hashjoin", "jit"):
+            cursor.execute(f"SHOW {name}")
+            values.append(cursor.fetchone()[0])
+        return tuple(values)
 
     with transaction.atomic(), connection.cursor() as cursor:
-        assert planner() == ("on", "on")
+        cursor.execute("SHOW jit")
+        jit = cursor.fetchone()[0]  # the server's default (on, unless configured)
+        assert planner() == ("on", "on", jit)
         with row_by_row_plans(cursor):
-            assert planner() == ("off", "off")
+            # Priced-out plans have huge estimated costs, which would make the server JIT-compile them.
+            assert planner() == ("off", "off", "off")
             cursor.execute(
                 "EXPLAIN SELECT cl.id FROM unnest(%s::bigint[]) AS v(id) "
                 "JOIN billruns_calculationline cl ON cl.segment_id = v.id",
@@ -201,7 +205,7 @@ def test_set_statements_are_planned_row_by_row_inside_and_as_usual_after():
             )
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert "Seq Scan on billruns_calculationline" not in plan and "Hash Join" not in plan, plan
-        assert planner() == ("on", "on")
+        assert planner() == ("on", "on", jit)
         with pytest.raises(ZeroDivisionError), row_by_row_plans(cursor):
             1 / 0  # noqa: B018 - an error inside: the settings are restored all the same
-        assert planner() == ("on", "on")
+        assert planner() == ("on", "on", jit)

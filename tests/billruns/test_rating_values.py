@@ -68,7 +68,7 @@ def test_graduated_tiers_with_100_free_minutes_cost_52_50_for_1250_minutes():
     ]
     assert all((ln.period_start, ln.period_end) == (JUNE_1, dt.date(2026, 6, 30)) for ln in lines)
     assert seg.total == D("52.50")
-    assert set(sub.usage_records.values_list("status", flat=True)) == {UsageRecord.Status.RATED}
+    assert {r.rating_status for r in sub.usage_records.select_related("rating")} == {UsageRecord.Status.RATED}
 
 
 def test_volume_tiers_price_all_1250_minutes_at_the_tier_reached():

@@ -84,7 +84,7 @@ def test_a_prepaid_run_debits_the_wallet_and_makes_no_bill(prepaid):
     segment = BillSegment.objects.get()
     assert segment.status == BillSegment.Status.DEBITED and segment.wallet_transaction == debit
     assert (segment.period_start, segment.period_end) == (JUNE_1, dt.date(2026, 6, 3))
-    assert set(UsageRecord.objects.values_list("status", flat=True)) == {"rated"}
+    assert {r.rating_status for r in UsageRecord.objects.select_related("rating")} == {"rated"}
     assert RunAccount.objects.get(run=run).status == RunAccount.Status.DEBITED
     step = run.steps.get(stage=Stage.POSTING)
     assert (step.transactions, step.totals) == (1, {"USD": "-3.0000"})
@@ -105,7 +105,7 @@ def test_daily_runs_debit_each_usage_record_exactly_once(prepaid):
     assert sum(debits.values_list("amount", flat=True), Decimal(0)) == D("-3.20")  # 32 units x 0.10
     for record in [*records, late]:
         record.refresh_from_db()
-        assert record.status == "rated" and record.segment.status == BillSegment.Status.DEBITED
+        assert record.rating_status == "rated" and record.rating.segment.status == BillSegment.Status.DEBITED
     assert wallet(account) == D("-3.20")
     assert ledger_mismatches() == []
 

@@ -10,7 +10,7 @@ import pytest
 
 from accounts.models import Biller
 from billing_mgmt.models import AuditRecord
-from billruns.models import CalculationLine, UsageRecord, UsageType
+from billruns.models import CalculationLine, RatedUsage, UsageRecord, UsageToRate, UsageType
 from billruns.services import engine_biller, subscription_rate
 from billruns.services import usage as usage_service
 from billruns.services.usage import usage_counts, usage_records_ingest, usage_records_reprocess
@@ -81,7 +81,8 @@ def test_a_record_matched_by_service_identifier_is_accepted_with_its_event_day(s
     assert row.event_time == dt.datetime(2026, 6, 5, 12, tzinfo=dt.UTC)
     assert row.event_date == dt.date(2026, 6, 5)
     assert (row.service_identifier, row.subscription_ref) == (PHONE, "")
-    assert (row.rejection_code, row.rejection_reason, row.segment) == ("", "", None)
+    assert (row.rejection_code, row.rejection_reason, row.rated_segment_id) == ("", "", None)
+    assert row.rating_status == "accepted" and UsageToRate.objects.filter(usage_record=row).exists()
     assert row.received_at is not None
 
 
@@ -450,9 +451,12 @@ def test_rating_bills_the_accepted_records_and_not_the_rejected(sub):
     (line,) = july.lines.filter(kind=CalculationLine.Kind.USAGE)
     assert (line.quantity, line.amount) == (D("120.5"), D("12.05"))
     assert (line.period_start, line.period_end) == (JUNE_1, dt.date(2026, 6, 30))
-    statuses = dict(UsageRecord.objects.values_list("external_id", "status"))
+    statuses = {r.external_id: r.rating_status for r in UsageRecord.objects.select_related("rating")}
     assert statuses == {"a": "rated", "b": "rated", "c": "rejected", "d": "accepted"}
-    assert set(UsageRecord.objects.filter(status="rated").values_list("segment", flat=True)) == {july.pk}
+    assert set(RatedUsage.objects.values_list("segment", flat=True)) == {july.pk}
+    # Rating never rewrites a record: the column still says accepted; only "d" still waits.
+    assert set(UsageRecord.objects.values_list("status", flat=True)) == {"accepted", "rejected"}
+    assert list(UsageToRate.objects.values_list("usage_record__external_id", flat=True)) == ["d"]
 
 
 def test_a_reprocessed_record_is_rated_next_time(sub):
@@ -461,8 +465,8 @@ def test_a_reprocessed_record_is_rated_next_time(sub):
     usage_records_reprocess(actor="test")
     subscription_rate(subscription=sub, bill_as_of=JULY_1)
     row = stored()
-    assert row.status == "rated"
-    assert row.segment.lines.get(kind=CalculationLine.Kind.USAGE).amount == D("3.00")
+    assert row.rating_status == "rated"
+    assert row.rating.segment.lines.get(kind=CalculationLine.Kind.USAGE).amount == D("3.00")
 
 
 # --- speed -------------------------------------------------------------------------------------------------
