@@ -29,8 +29,7 @@ class RejectionCodeFilter(admin.SimpleListFilter):
 
 
 class RatingStatusFilter(admin.SimpleListFilter):
-    """Accepted (waiting for rating), rated or rejected: each an indexed look-up, never a scan of the table
-    (rated is a link to a segment, waiting a row on rating's list)."""
+    """Accepted (waiting for rating), rated or rejected (``UsageRecordQuerySet.with_status``)."""
 
     title = "status"
     parameter_name = "status"
@@ -40,13 +39,7 @@ class RatingStatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         value = self.value()
-        if value == UsageRecord.Status.REJECTED:
-            return queryset.filter(status=value)
-        if value == UsageRecord.Status.RATED:
-            return queryset.filter(rating__isnull=False)
-        if value == UsageRecord.Status.ACCEPTED:
-            return queryset.filter(waiting__isnull=False)
-        return queryset
+        return queryset.with_status(value) if value in UsageRecord.Status.values else queryset
 
 
 @admin.register(UsageRecord)

@@ -83,11 +83,7 @@ class UsageRecordFilter(django_filters.FilterSet):
     def filter_status(self, queryset, name, value):
         """Accepted: still waiting for rating; rated: linked to a segment (the column holds only accepted or
         rejected)."""
-        if value == UsageRecord.Status.REJECTED:
-            return queryset.filter(status=value)
-        if value == UsageRecord.Status.RATED:
-            return queryset.filter(rating__isnull=False)
-        return queryset.filter(waiting__isnull=False)
+        return queryset.with_status(value)
 
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, request=request, **kwargs)

@@ -372,11 +372,18 @@ def _reject_usage_after_end(subscription: Subscription) -> int:
     so it shows in admin (and is matched again by reprocessing if the end date moves later)."""
     from .usage import OUTSIDE_SUBSCRIPTION_DATES
 
-    waiting = UsageToRate.objects.filter(subscription=subscription, event_date__gt=subscription.end_date)
-    ids = list(waiting.values_list("usage_record_id", flat=True))
+    # Only the records this DELETE takes off the waiting list: one a concurrent rating took (and linked) is
+    # rated, and stays so.
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {quote(UsageToRate._meta.db_table)} WHERE subscription_id = %s AND event_date > %s "
+            "RETURNING usage_record_id",
+            [subscription.pk, subscription.end_date],
+        )
+        ids = [pk for (pk,) in cursor.fetchall()]
     if not ids:
         return 0
-    waiting.delete()
     return UsageRecord.objects.filter(pk__in=ids).update(
         status=UsageRecord.Status.REJECTED,
         subscription=None,

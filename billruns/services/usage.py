@@ -35,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -571,17 +571,15 @@ def _existing(source: str, external_ids: Iterable[str]) -> dict[str, UsageRecord
 _QUEUED = ("usage_record", "subscription", "event_date", "usage_type", "quantity")
 
 
-def _queue_for_rating(records: Iterable[UsageRecord]) -> None:
-    """Put the ACCEPTED ones of these stored records on the waiting list that rating reads."""
-    insert_rows(
-        UsageToRate,
-        _QUEUED,
-        (
-            (r.pk, r.subscription_id, r.event_date, r.usage_type_id, r.quantity)
-            for r in records
-            if r.status == UsageRecord.Status.ACCEPTED
-        ),
-    )
+def _queue_for_rating(entries: Iterable[tuple]) -> None:
+    """Put the ACCEPTED ones of these stored records on the waiting list that rating reads. Each entry:
+    (id, status, subscription id, event day, usage type id, quantity)."""
+    insert_rows(UsageToRate, _QUEUED, (e[:1] + e[2:] for e in entries if e[1] == UsageRecord.Status.ACCEPTED))
+
+
+def _entries(records: Iterable[UsageRecord]) -> Iterator[tuple]:
+    for r in records:
+        yield (r.pk, r.status, r.subscription_id, r.event_date, r.usage_type_id, r.quantity)
 
 
 # The columns a new record is inserted with; any other column (a later one) takes its field's default.
@@ -673,7 +671,7 @@ def _insert_one_by_one(
             answers[index] = _seen_answer(index, stored, usage)
             stored_now[usage.external_id] = stored
         else:
-            _queue_for_rating([record])
+            _queue_for_rating(_entries([record]))
             answers[index] = _stored_answer(index, record)
             stored_now[usage.external_id] = record
     return stored_now
@@ -767,14 +765,10 @@ def _store_batch(
     received_at = timezone.now()
     rows = [_row(source, usage, match, received_at) for (_, usage), match in zip(fresh, matches, strict=True)]
     ids = _insert_new(rows)
-    insert_rows(
-        UsageToRate,
-        _QUEUED,
-        (
-            (pk, row[_SUBSCRIPTION], row[_DAY], row[_TYPE], row[_QUANTITY])
-            for row in rows
-            if row[_STATUS] == UsageRecord.Status.ACCEPTED and (pk := ids.get(row[_EXTERNAL_ID])) is not None
-        ),
+    _queue_for_rating(
+        (pk, row[_STATUS], row[_SUBSCRIPTION], row[_DAY], row[_TYPE], row[_QUANTITY])
+        for row in rows
+        if (pk := ids.get(row[_EXTERNAL_ID])) is not None
     )
     stored_now: dict[str, UsageRecord] = {}
     skipped: list[int] = []  # positions in fresh
@@ -867,7 +861,7 @@ def _store_batch_checked(
     except IntegrityError:
         stored_now.update(_insert_one_by_one(source, new, records, answers))
     else:
-        _queue_for_rating(records)
+        _queue_for_rating(_entries(records))
         for (index, usage), record in zip(new, records, strict=True):
             answers[index] = _stored_answer(index, record)
             stored_now[usage.external_id] = record
@@ -967,5 +961,5 @@ def usage_records_reprocess(*, records: QuerySet[UsageRecord] | None = None, act
                 ):
                     changed.append(record)
         UsageRecord.objects.bulk_update(changed, _MATCH_FIELDS, batch_size=INSERT_BATCH)
-        _queue_for_rating(changed)
+        _queue_for_rating(_entries(changed))
     return result
