@@ -65,10 +65,15 @@ def to_decimal(value: Decimal | int | str) -> Decimal:
     return result
 
 
+@lru_cache(maxsize=512)
+def _minor_unit(currency: str) -> Decimal:
+    """The currency's minor unit as an exponent for Decimal.quantize (USD: 0.01)."""
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
 def quantize(amount: Decimal | int | str, currency: str) -> Decimal:
     """Round an amount to the currency's minor units with the product's one rounding rule."""
-    places = minor_units(currency)
-    result = to_decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUNDING)
+    result = to_decimal(amount).quantize(_minor_unit(currency), rounding=ROUNDING)
     # -0.004 USD rounds to a negative zero, which would print as "-$0.00": drop the sign of zero.
     return result if result else abs(result)
 

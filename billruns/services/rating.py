@@ -51,6 +51,7 @@ from ..models import (
 from ..periods import Period, periods, proration
 from .rating_context import USAGE_KINDS, BilledLine, RatingContext, rating_contexts
 
+ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 FACTOR_PLACES = Decimal("1e-10")
 
@@ -174,10 +175,11 @@ def _recurring_should_be(ctx: RatingContext, component: PlanComponent, period: P
         factor = proration(days.days, period)
         amount = quantize(price.amount * days.days / period.days, sub.currency)
         partial = "" if days == period else f", {days.days} of {period.days} days"
+        timing = PlanComponent.Timing(component.timing).label.lower()
         lines.append(
             Line(
                 kind=CalculationLine.Kind.RECURRING,
-                description=f"{component.name} ({component.get_timing_display().lower()}{partial})",
+                description=f"{component.name} ({timing}{partial})",
                 amount=amount,
                 period=days,
                 component=component,
@@ -390,52 +392,51 @@ def _band(low: Decimal, high: Decimal | None) -> str:
 
 def _usage(ctx: RatingContext, before: dt.date, draft: SegmentDraft) -> list[Line]:
     """Usage dated before ``before`` that has not been rated yet, each period of it rated in full: the
-    units rated before (by day) and the new ones, less what was already billed for that period."""
+    units rated before (by day) and the new ones, less what was already billed for that period.
+
+    The pending records are in day order, so the ones dated before ``before`` come first, and the records
+    of one period follow each other (its period is looked up when the day passes the current one's end).
+    """
     sub = ctx.subscription
-    pending = [u for u in ctx.pending if u.event_date < before]
+    pending = ctx.pending[: ctx.pending_before(before)]
     if not pending:
         return []
-    by_component = {c.usage_type_id: c for c in ctx.components if c.kind == PlanComponent.Kind.USAGE}
-    todo: dict[tuple[int, Period], list[tuple[dt.date, Decimal]]] = defaultdict(list)
+    by_type = ctx.usage_components
+    # (component id, period) -> units per day, in the order the periods come
+    todo: dict[tuple[int, Period], dict[dt.date, Decimal]] = {}
+    period: Period | None = None
+    in_period: dict[int, dict[dt.date, Decimal]] = {}  # the current period's entries of todo, by component
     for record in pending:
-        component = by_component.get(record.usage_type_id)
+        component = by_type.get(record.usage_type_id)
         if component is None:
             raise RatingError(
                 "usage_not_priced",
                 f"Usage record {record.id}: plan {sub.price_plan.name} has no component for its usage type.",
             )
-        todo[(component.pk, ctx.period_of(record.event_date))].append((record.event_date, record.quantity))
-        draft.usage_ids.append(record.id)
+        day = record.event_date
+        if period is None or day > period.end:
+            period = ctx.period_of(day)
+            in_period = {}
+        per_day = in_period.get(component.id)
+        if per_day is None:
+            per_day = in_period[component.id] = todo[(component.id, period)] = {}
+        per_day[day] = per_day.get(day, ZERO) + record.quantity
+    draft.usage_ids.extend([record.id for record in pending])
     lines: list[Line] = []
-    components = {c.pk: c for c in ctx.components}
-    for (component_id, usage_period), new in sorted(todo.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        component = components[component_id]
-        per_day: dict[dt.date, Decimal] = defaultdict(Decimal)
+    for (component_id, usage_period), per_day in sorted(todo.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        component = ctx.components_by_id[component_id]
         for (usage_type_id, day), quantity in ctx.rated_usage.items():
             if usage_type_id == component.usage_type_id and usage_period.contains(day):
-                per_day[day] += quantity
-        for day, quantity in new:
-            per_day[day] += quantity
-        per_price: list[tuple[Price, Decimal]] = []
-        candidates = [p for p in ctx.prices.get(component_id, []) if p.frequency_id is None]
-        checked: set[int] = set()
-        price = None
-        for day in sorted(per_day):
-            if price is None or not price.covers(day):
-                price = next((p for p in candidates if p.covers(day)), None)
-                if price is None:  # as _price_slices says it
-                    raise RatingError("no_price", f"No price for {component.name} on {day.isoformat()}.")
-            if per_price and per_price[-1][0] is price:
-                per_price[-1] = (price, per_price[-1][1] + per_day[day])
-            else:
-                per_price.append((price, per_day[day]))
-            if price.pk not in checked:
-                _check_tiers(component, price)
-                checked.add(price.pk)
+                per_day[day] = per_day.get(day, ZERO) + quantity
         lines.extend(
-            usage_lines(component=component, quantities=per_price, period=usage_period, currency=sub.currency)
+            usage_lines(
+                component=component,
+                quantities=_per_price(ctx, component, per_day),
+                period=usage_period,
+                currency=sub.currency,
+            )
         )
-        billed = _billed_for(ctx, component.pk, usage_period, USAGE_KINDS)
+        billed = _billed_for(ctx, component_id, usage_period, USAGE_KINDS)
         if billed:
             lines.append(
                 Line(
@@ -448,6 +449,30 @@ def _usage(ctx: RatingContext, before: dt.date, draft: SegmentDraft) -> list[Lin
                 )
             )
     return lines
+
+
+def _per_price(
+    ctx: RatingContext, component: PlanComponent, per_day: dict[dt.date, Decimal]
+) -> list[tuple[Price, Decimal]]:
+    """A period's units per price in time order (consecutive days at the same price add up)."""
+    candidates = ctx.usage_prices[component.id]
+    result: list[tuple[Price, Decimal]] = []
+    price: Price | None = None
+    units = ZERO
+    for day in sorted(per_day):
+        if price is None or (price.valid_to is not None and day > price.valid_to):
+            # days only move forward, so a price covering an earlier day covers this one unless it ended
+            found = next((p for p in candidates if p.covers(day)), None)
+            if found is None:  # as _price_slices says it
+                raise RatingError("no_price", f"No price for {component.name} on {day.isoformat()}.")
+            if found is not price:
+                if price is not None:
+                    result.append((price, units))
+                _check_tiers(component, found)
+                price, units = found, ZERO
+        units += per_day[day]
+    result.append((price, units))
+    return result
 
 
 def _check_tiers(component: PlanComponent, price: Price) -> None:
@@ -752,19 +777,20 @@ def _absorb(ctx: RatingContext, draft: SegmentDraft) -> None:
         return
     ctx.billed_lines.extend(
         BilledLine(
-            ln.component.pk if ln.component else None, ln.kind, ln.period.start, ln.period.end, ln.amount
+            ln.component.id if ln.component else None, ln.kind, ln.period.start, ln.period.end, ln.amount
         )
         for ln in draft.lines
     )
     ctx.charged_one_time.update(
-        ln.component.pk for ln in draft.lines if ln.kind == CalculationLine.Kind.ONE_TIME and ln.component
+        ln.component.id for ln in draft.lines if ln.kind == CalculationLine.Kind.ONE_TIME and ln.component
     )
-    used = set(draft.usage_ids)
-    for record in ctx.pending:
-        if record.id in used:
-            key = (record.usage_type_id, record.event_date)
-            ctx.rated_usage[key] = ctx.rated_usage.get(key, Decimal(0)) + record.quantity
-    ctx.pending = [u for u in ctx.pending if u.id not in used]
+    # _usage rated the first records of the pending list (those dated before a day).
+    count = len(draft.usage_ids)
+    rated, ctx.pending = ctx.pending[:count], ctx.pending[count:]
+    assert not count or rated[-1].id == draft.usage_ids[-1], "a draft rates the first pending records"
+    for record in rated:
+        key = (record.usage_type_id, record.event_date)
+        ctx.rated_usage[key] = ctx.rated_usage.get(key, ZERO) + record.quantity
 
 
 SEGMENT_FIELDS = (

@@ -15,6 +15,7 @@ count every unit of a period once).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -84,10 +85,27 @@ class RatingContext:
     rated_usage: dict[tuple[int, dt.date], Decimal] = field(default_factory=dict)  # (type, day) -> units
     currency_of_bill: str = ""  # the bill unit's currency
     _period_of: dict[dt.date, Period] = field(default_factory=dict, repr=False)
+    # Looked up for every usage record and period: the plan's usage components by usage type, and the
+    # usage prices (no frequency) of each component.
+    components_by_id: dict[int, PlanComponent] = field(init=False, repr=False)
+    usage_components: dict[int, PlanComponent] = field(init=False, repr=False)
+    usage_prices: dict[int, list[Price]] = field(init=False, repr=False)
+    months: int = field(init=False, repr=False)
 
-    @property
-    def months(self) -> int:
-        return self.subscription.frequency.months
+    def __post_init__(self) -> None:
+        self.components_by_id = {c.id: c for c in self.components}
+        self.usage_components = {
+            c.usage_type_id: c for c in self.components if c.kind == PlanComponent.Kind.USAGE
+        }
+        self.usage_prices = {
+            c.id: [p for p in self.prices.get(c.id, []) if p.frequency_id is None]
+            for c in self.usage_components.values()
+        }
+        self.months = self.subscription.frequency.months
+
+    def pending_before(self, day: dt.date) -> int:
+        """How many of the pending records (in day order) are dated before ``day``: they come first."""
+        return bisect.bisect_left(self.pending, day, key=_event_date)
 
     def period_of(self, day: dt.date) -> Period:
         # Asked for every usage record: remember the answer per day (periods are walked from the start).
@@ -96,6 +114,10 @@ class RatingContext:
             period = _period_containing(day, self.subscription.start_date, self.cycle_day, self.months)
             self._period_of[day] = period
         return period
+
+
+def _event_date(record: PendingUsage) -> dt.date:
+    return record.event_date
 
 
 @lru_cache(maxsize=65536)
