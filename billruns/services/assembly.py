@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from accounts.models import Account, Biller
 from billing_mgmt.audit import audit_records_bulk, snapshot
-from billing_mgmt.bulk import row_by_row_plans, set_columns
+from billing_mgmt.bulk import insert_instances, row_by_row_plans, set_columns
 from billing_mgmt.numbering import next_numbers
 from invoicing.models import BillMessage, StatementMessage
 from statements.models import (
@@ -641,7 +641,7 @@ def bills_assemble(
             received_at=now,
             **amounts,
         )
-    Statement.objects.bulk_create(statements.values())
+    insert_instances(list(statements.values()))
     _statement_lines({pk: segments.get(pk, []) for pk in billable}, statements)
     _usage_summaries({pk: segments.get(pk, []) for pk in billable}, statements)
     transactions_post_bulk(

@@ -34,7 +34,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing_mgmt.bulk import insert_rows, next_ids
+from billing_mgmt.bulk import insert_instances, insert_rows
 from billing_mgmt.money import Money, allocate, quantize
 
 from ..models import (
@@ -852,7 +852,7 @@ def _store(rated: list[_Rated], run: Any) -> None:
                 setattr(item.segment, key, value)
             item.segment.billing_run = run
             again.append(item.segment)
-    _insert_segments(fresh)
+    insert_instances(fresh)
     if again:
         BillSegment.objects.bulk_update(again, [*SEGMENT_FIELDS, "billing_run"])
     insert_rows(
@@ -889,28 +889,6 @@ def _store(rated: list[_Rated], run: Any) -> None:
         updated = _mark_rated(usage_ids, usage_segments)
         if updated != len(usage_ids):
             raise UsageChanged(f"{len(usage_ids) - updated} usage record(s) changed while being rated.")
-
-
-SEGMENT_COLUMNS = (
-    "id", "subscription", "period_start", "billing_run", "rated_at", "frozen_at", "statement",
-    "wallet_transaction", *[name for name in SEGMENT_FIELDS if name != "rated_at"],
-)  # fmt: skip
-
-
-def _insert_segments(segments: list[BillSegment]) -> None:
-    """Insert new segments, each getting its id first (from the table's sequence) so that their lines can
-    name them: one query for the ids and one COPY, no parameter arrays."""
-    if not segments:
-        return
-    if connection.vendor != "postgresql":
-        BillSegment.objects.bulk_create(segments)
-        return
-    for segment, pk in zip(segments, next_ids(BillSegment, len(segments)), strict=True):
-        segment.pk = pk
-        segment._state.adding = False
-        segment._state.db = connection.alias
-    attnames = [BillSegment._meta.get_field(name).attname for name in SEGMENT_COLUMNS]
-    insert_rows(BillSegment, SEGMENT_COLUMNS, ([getattr(s, a) for a in attnames] for s in segments))
 
 
 LINE_COLUMNS = (

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from accounts.models import BillingProfile, BillingSuspension
 from accounts.selectors import bill_unit_members
-from billing_mgmt.bulk import set_columns
+from billing_mgmt.bulk import insert_instances, set_columns
 from invoicing.models import Invoice
 from invoicing.services import invoices_render
 from statements.models import BalanceType, FinancialTransaction
@@ -187,16 +187,18 @@ def _rate(run: BillingRun, unit_ids: list[int]) -> None:
                 )
             )
     failed = {p.account_id for p in problems}
-    RunAccount.objects.bulk_create(
-        RunAccount(
-            run=run,
-            account_id=unit,
-            status=RunAccount.Status.RATED,
-            currency=currencies[unit],
-            segments=segments.get(unit, 0),
-        )
-        for unit in units
-        if unit not in failed
+    insert_instances(
+        [
+            RunAccount(
+                run=run,
+                account_id=unit,
+                status=RunAccount.Status.RATED,
+                currency=currencies[unit],
+                segments=segments.get(unit, 0),
+            )
+            for unit in units
+            if unit not in failed
+        ]
     )
     _record_problems(run, Stage.RATING, problems)
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Account, Biller
 from billing_mgmt.audit import audit_record, audit_records_bulk, snapshot
+from billing_mgmt.bulk import insert_instances
 from billing_mgmt.errors import ApplicationError, Conflict
 from billing_mgmt.money import is_quantized, to_decimal, validate_currency
 from statements.models import AccountBalance, BalanceType, FinancialTransaction
@@ -168,25 +169,24 @@ def transactions_post_bulk(*, entries: list[LedgerEntry], actor: Any = None) -> 
         if getattr(actor, "is_authenticated", False) and not getattr(actor, "is_api_client", False)
         else None
     )
-    rows = FinancialTransaction.objects.bulk_create(
-        [
-            FinancialTransaction(
-                account_id=e.account_id,
-                kind=e.kind,
-                balance_type=e.balance_type,
-                amount=e.amount,
-                currency=e.currency,
-                effective_date=e.effective_date,
-                posted_at=now,
-                biller=e.biller,
-                idempotency_key=e.idempotency_key,
-                description=e.description,
-                statement_id=e.statement_id,
-                created_by=created_by,
-            )
-            for e in entries
-        ]
-    )
+    rows = [
+        FinancialTransaction(
+            account_id=e.account_id,
+            kind=e.kind,
+            balance_type=e.balance_type,
+            amount=e.amount,
+            currency=e.currency,
+            effective_date=e.effective_date,
+            posted_at=now,
+            biller=e.biller,
+            idempotency_key=e.idempotency_key,
+            description=e.description,
+            statement_id=e.statement_id,
+            created_by=created_by,
+        )
+        for e in entries
+    ]
+    insert_instances(rows)  # a repeated idempotency key: IntegrityError, as from bulk_create
     moves: dict[tuple[int, str], list] = defaultdict(lambda: [Decimal(0), 0, ""])
     for e in entries:
         move = moves[(e.account_id, e.balance_type)]

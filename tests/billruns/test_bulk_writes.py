@@ -12,7 +12,8 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing_mgmt.bulk import insert_rows, next_ids, row_by_row_plans
+from billing_mgmt.bulk import insert_instances, insert_rows, next_ids, row_by_row_plans
+from billing_mgmt.models import AuditRecord
 from billruns.models import BillSegment, CalculationLine, RatedUsage, UsageRecord
 from billruns.services import assembly, bill_create, subscriptions_rate
 from statements.models import StatementLine, UsageSummary
@@ -93,6 +94,41 @@ def test_insert_rows_rounds_decimals_like_bulk_create():
     )
     amounts = list(CalculationLine.objects.filter(segment=segment).values_list("amount", flat=True))
     assert amounts[0] == amounts[1]
+
+
+def test_insert_instances_saves_new_instances_as_bulk_create_does():
+    """Ids from the sequence (others can point at them at once), every field as the instance holds it,
+    auto_now_add filled in, the instances saved; a refused row aborts them all."""
+    acc = AccountFactory()
+    sub = b.subscription(acc, b.plan(), JUNE_1)
+    segments = [
+        BillSegment(subscription=sub, period_start=start, period_end=end, status="rated", currency="USD",
+                    rated_at=timezone.now(), total=D("12.34"))
+        for start, end in ((JUNE_1, dt.date(2026, 6, 30)), (JULY_1, dt.date(2026, 7, 31)))
+    ]  # fmt: skip
+    insert_instances(segments)
+    assert all(s.pk and not s._state.adding for s in segments)
+    stored = {s.pk: s for s in BillSegment.objects.filter(subscription=sub)}
+    assert set(stored) == {s.pk for s in segments}
+    for segment in segments:
+        assert (stored[segment.pk].period_start, stored[segment.pk].total) == (
+            segment.period_start,
+            D("12.34"),
+        )
+    records = [AuditRecord(actor_type="system", actor_label="t", action="x.bulk", object_type="a.b",
+                           object_id="1", after={"a": "1.50"})]  # fmt: skip
+    insert_instances(records)
+    fresh = AuditRecord.objects.get(pk=records[0].pk)
+    assert fresh.created_at is not None and fresh.created_at == records[0].created_at
+    assert fresh.after == {"a": "1.50"} and fresh.before is None
+    again = BillSegment(subscription=sub, period_start=JUNE_1, period_end=dt.date(2026, 6, 30),
+                        status="rated", currency="USD", rated_at=timezone.now())  # fmt: skip
+    with pytest.raises(IntegrityError), transaction.atomic():  # the same period twice
+        insert_instances([BillSegment(subscription=sub, period_start=dt.date(2026, 8, 1),
+                                      period_end=dt.date(2026, 8, 31), status="rated", currency="USD",
+                                      rated_at=timezone.now()), again])  # fmt: skip
+    assert BillSegment.objects.filter(subscription=sub).count() == 2
+    insert_instances([])
 
 
 @pytest.fixture

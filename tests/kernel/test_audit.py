@@ -3,8 +3,8 @@
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from billing_mgmt.audit import audit_record, changed, snapshot
-from billing_mgmt.middleware import set_request_id
+from billing_mgmt.audit import audit_record, audit_records_bulk, changed, snapshot
+from billing_mgmt.middleware import reset_request_id, set_request_id
 from billing_mgmt.models import AuditRecord
 
 
@@ -91,3 +91,47 @@ def test_snapshot_and_changed(account_factory):
     before = snapshot(account, ["name", "parent", "is_paying"])
     assert before == {"name": "Before", "parent_id": None, "is_paying": True}
     assert changed(before, {**before, "name": "After"}) == {"name": ("Before", "After")}
+
+
+def test_audit_records_bulk_writes_what_audit_record_writes(account_factory, billing_admin_user):
+    """Bulk records (one COPY) hold what one-by-one records hold: the actor, the object, the account, the
+    request id, the JSON before and after (None stays empty, not JSON null), in the caller's transaction."""
+    first, second = account_factory(name="One"), account_factory(name="Two")
+    token = set_request_id("req-bulk")
+    try:
+        with transaction.atomic():
+            written = audit_records_bulk(
+                actor=billing_admin_user,
+                action="account.update",
+                objects=[first, second],
+                afters=[{"name": "One", "limit": "10.50"}, None],
+                befores=[None, {"name": "Old", "nested": {"a": [1, 2]}}],
+                account_ids=[first.pk, None],
+            )
+    finally:
+        reset_request_id(token)
+    assert written == 2
+    rows = {r.object_id: r for r in AuditRecord.objects.filter(action="account.update")}
+    one, two = rows[str(first.pk)], rows[str(second.pk)]
+    for row in (one, two):
+        assert (row.actor_type, row.actor_user, row.actor_label) == (
+            AuditRecord.ActorType.USER,
+            billing_admin_user,
+            "billing-admin",
+        )
+        assert (row.object_type, row.request_id) == ("accounts.account", "req-bulk")
+        assert row.created_at is not None
+    assert (one.account_id, one.before, one.after) == (first.pk, None, {"name": "One", "limit": "10.50"})
+    assert (two.account_id, two.before, two.after) == (None, {"name": "Old", "nested": {"a": [1, 2]}}, None)
+    assert AuditRecord.objects.filter(action="account.update", after__isnull=True).count() == 1
+    assert audit_records_bulk(actor=None, action="x", objects=[], afters=[], account_ids=[]) == 0
+
+
+def test_audit_records_bulk_rolls_back_with_its_transaction(account_factory):
+    account = account_factory()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit_records_bulk(
+            actor="task", action="bulk.test", objects=[account], afters=[{}], account_ids=[None]
+        )
+        raise RuntimeError
+    assert not AuditRecord.objects.filter(action="bulk.test").exists()
