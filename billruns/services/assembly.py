@@ -224,8 +224,8 @@ def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dic
     """Print each bill's calculation lines as its statement lines, and tie each calculation line to its
     printed line. On PostgreSQL one statement does both, in the database (a run prints tens of thousands of
     lines per chunk): the lines of each bill are numbered in bill order (subscription processing sequence,
-    subscription, period, position), each gets its statement line's id from the sequence, is inserted, and
-    its calculation line is pointed at it."""
+    subscription, period, position), each gets its statement line's id from the sequence (looked up once,
+    not per line), is inserted, and its calculation line is pointed at it."""
     pairs = [(s.pk, statements[unit].pk) for unit, segments in by_statement.items() for s in segments]
     if not pairs:
         return
@@ -239,7 +239,8 @@ def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dic
     sql = f"""
         WITH printed AS (
             SELECT cl.id AS calculation_line_id,
-                   nextval(pg_get_serial_sequence('{StatementLine._meta.db_table}', 'id')) AS id,
+                   nextval((SELECT pg_get_serial_sequence('{StatementLine._meta.db_table}', 'id'))::regclass)
+                       AS id,
                    v.statement_id,
                    row_number() OVER (
                        PARTITION BY v.statement_id

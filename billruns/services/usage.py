@@ -48,7 +48,7 @@ from django.utils import timezone
 from accounts.models import Biller
 from accounts.selectors import accounts_for_biller
 from billing_mgmt.audit import audit_record
-from billing_mgmt.bulk import insert_rows
+from billing_mgmt.bulk import insert_rows, next_ids
 from statements.models import QUANTITY_DIGITS, QUANTITY_PLACES
 
 from ..models import PlanComponent, Subscription, UsageRecord, UsageToRate, UsageType
@@ -606,8 +606,6 @@ def _insert_statements() -> dict[str, Any]:
             quote(meta.get_field("external_id").column),
         )
         _statements.update(
-            ids=f"SELECT nextval(pg_get_serial_sequence('{meta.db_table}', '{meta.pk.column}')) "
-            "FROM generate_series(1, %s)",
             copy=f"COPY {table} ({pk}, {columns}) FROM STDIN (FORMAT BINARY)",
             # Binary rows cost the sender half what text rows cost; each value goes as its column's type.
             types=[re.sub(r"\(.*\)", "", f.db_type(connection)).strip() for f in [meta.pk, *fields]],
@@ -631,9 +629,8 @@ def _insert_new(rows: list[tuple]) -> dict[str, int]:
     """
     sql = _insert_statements()
     defaults = sql["defaults"]
+    ids = next_ids(UsageRecord, len(rows))
     with connection.cursor() as cursor:
-        cursor.execute(sql["ids"], [len(rows)])
-        ids = sorted(pk for (pk,) in cursor.fetchall())
         try:
             with (
                 transaction.atomic(),
