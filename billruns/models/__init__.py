@@ -20,7 +20,7 @@ from .catalog import (
     TaxRate,
     UsageType,
 )
-from .rating import BillSegment, CalculationLine
+from .rating import BillSegment, CalculationLine, SegmentUsage
 from .runs import (
     NORMAL_STAGES,
     PREPAID_STAGES,
@@ -59,6 +59,7 @@ __all__ = [
     "Price",
     "PricePlan",
     "RatedUsage",
+    "SegmentUsage",
     "UsageToRate",
     "PriceTier",
     "Product",

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import OuterRef, Q, Subquery, Sum
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from accounts.models import Account, Biller
@@ -52,9 +52,8 @@ from ..models import (
     PlanComponent,
     PricePlan,
     Product,
-    RatedUsage,
+    SegmentUsage,
     Subscription,
-    UsageRecord,
     UsageType,
 )
 
@@ -388,8 +387,9 @@ def _statement_lines_python(
 
 def _usage_summaries(by_statement: dict[int, list[BillSegment]], statements: dict[int, Statement]) -> None:
     """Each bill's usage per service and usage type (what the invoice's usage summary prints), with the
-    units its plans included (what is left of them is the invoice's non-currency balance). On PostgreSQL
-    one INSERT ... SELECT aggregates the usage and the allowance lines of every bill in the database."""
+    units its plans included (what is left of them is the invoice's non-currency balance). The usage is
+    what rating totalled per segment (SegmentUsage), not the records themselves. On PostgreSQL one
+    INSERT ... SELECT aggregates the usage and the allowance lines of every bill in the database."""
     pairs = [(s.pk, statements[unit].pk) for unit, segments in by_statement.items() for s in segments]
     if not pairs:
         return
@@ -397,11 +397,10 @@ def _usage_summaries(by_statement: dict[int, list[BillSegment]], statements: dic
         _usage_summaries_python(by_statement, statements)
         return
     quote = connection.ops.quote_name
-    rated, usage, subscription, segment, line, component, usage_type, summary = (
+    totals, subscription, segment, line, component, usage_type, summary = (
         quote(m._meta.db_table)
         for m in (
-            RatedUsage,
-            UsageRecord,
+            SegmentUsage,
             Subscription,
             BillSegment,
             CalculationLine,
@@ -417,20 +416,13 @@ def _usage_summaries(by_statement: dict[int, list[BillSegment]], statements: dic
         ),
         used AS (
             SELECT v.statement_id, sub.service_identifier AS identifier,
-                   COALESCE(NULLIF(ut.code, ''), 'usage') AS code, SUM(u.quantity) AS quantity,
-                   MAX(u.unit) AS unit
+                   COALESCE(NULLIF(ut.code, ''), 'usage') AS code, SUM(t.quantity) AS quantity,
+                   MAX(t.unit) AS unit
             FROM v
-            -- Per segment, its links and their records, looked up by the segment's id. OFFSET 0 keeps the
-            -- planner from flattening the lookup into a join over every link: the links table grows by
-            -- millions of rows during a run, faster than its statistics.
-            CROSS JOIN LATERAL (
-                SELECT u.subscription_id, u.usage_type_id, u.quantity, u.unit
-                FROM {rated} r JOIN {usage} u ON u.id = r.usage_record_id
-                WHERE r.segment_id = v.segment_id
-                OFFSET 0
-            ) u
-            JOIN {subscription} sub ON sub.id = u.subscription_id
-            LEFT JOIN {usage_type} ut ON ut.id = u.usage_type_id
+            JOIN {totals} t ON t.segment_id = v.segment_id
+            JOIN {segment} seg ON seg.id = v.segment_id
+            JOIN {subscription} sub ON sub.id = seg.subscription_id
+            LEFT JOIN {usage_type} ut ON ut.id = t.usage_type_id
             GROUP BY 1, 2, 3
         ),
         included AS (
@@ -475,12 +467,10 @@ def _usage_summaries_python(
         return
     used: dict[tuple[int, str, str], Decimal] = defaultdict(Decimal)
     units: dict[tuple[int, str, str], str] = {}
-    for segment_id, identifier, code, unit, quantity in (
-        UsageRecord.objects.filter(rating__segment_id__in=list(statement_of))
-        .values_list("rating__segment_id", "subscription__service_identifier", "usage_type__code", "unit")
-        .annotate(quantity=Sum("quantity"))
-        .order_by()
-    ):
+    totals = SegmentUsage.objects.filter(segment_id__in=list(statement_of)).values_list(
+        "segment_id", "segment__subscription__service_identifier", "usage_type__code", "unit", "quantity"
+    )
+    for segment_id, identifier, code, unit, quantity in totals:
         key = (statement_of[segment_id], identifier, code or "usage")
         used[key] += quantity
         units[key] = unit

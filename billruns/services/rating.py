@@ -44,6 +44,7 @@ from ..models import (
     PlanComponent,
     Price,
     RatedUsage,
+    SegmentUsage,
     Subscription,
     TaxRate,
     UsageToRate,
@@ -99,6 +100,7 @@ class SegmentDraft:
     currency: str
     lines: list[Line] = field(default_factory=list)
     usage_ids: list[int] = field(default_factory=list)
+    usage_totals: dict[int, tuple[Decimal, str]] = field(default_factory=dict)  # usage type -> units, unit
     error: RatingError | None = None
 
     def total_of(self, kinds) -> Decimal:
@@ -422,6 +424,10 @@ def _usage(ctx: RatingContext, before: dt.date, draft: SegmentDraft) -> list[Lin
             per_day = in_period[component.id] = todo[(component.id, period)] = {}
         per_day[day] = per_day.get(day, ZERO) + record.quantity
     draft.usage_ids.extend([record.id for record in pending])
+    for (component_id, _), per_day in todo.items():  # the new units only (before adding rated ones)
+        usage_type = ctx.components_by_id[component_id].usage_type
+        units, _ = draft.usage_totals.get(usage_type.id, (ZERO, ""))
+        draft.usage_totals[usage_type.id] = (units + sum(per_day.values(), ZERO), usage_type.unit)
     lines: list[Line] = []
     for (component_id, usage_period), per_day in sorted(todo.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         component = ctx.components_by_id[component_id]
@@ -645,7 +651,7 @@ def rate_period(ctx: RatingContext, period: Period) -> SegmentDraft:
         taxes = _taxes(ctx, [*charges, *discounts])
     except RatingError as exc:
         draft.error = exc
-        draft.usage_ids = []
+        draft.usage_ids, draft.usage_totals = [], {}
         return draft
     draft.lines = [*charges, *discounts, *taxes]
     return draft
@@ -711,7 +717,7 @@ def rate_window(ctx: RatingContext, window: Period) -> SegmentDraft:
         taxes = _taxes(ctx, [*charges, *discounts])
     except RatingError as exc:
         draft.error = exc
-        draft.usage_ids = []
+        draft.usage_ids, draft.usage_totals = [], {}
         return draft
     draft.lines = [*charges, *discounts, *taxes]
     return draft
@@ -879,6 +885,15 @@ def _store(rated: list[_Rated], run: Any) -> None:
             )
             for item in rated
             for i, line in enumerate(item.draft.lines, start=1)
+        ),
+    )
+    insert_rows(
+        SegmentUsage,
+        ("segment", "usage_type", "quantity", "unit"),
+        (
+            (item.segment.pk, usage_type_id, units, unit)
+            for item in rated
+            for usage_type_id, (units, unit) in item.draft.usage_totals.items()
         ),
     )
     usage_ids, usage_segments = [], []

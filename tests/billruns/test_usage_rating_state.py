@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 
-from billruns.models import BillSegment, RatedUsage, UsageRecord, UsageToRate
+from billruns.models import BillSegment, RatedUsage, SegmentUsage, UsageRecord, UsageToRate
 from billruns.services import rating, rating_context, subscription_rate
 from tests.billruns import builders as b
 from tests.factories import AccountFactory
@@ -47,6 +47,10 @@ def test_rating_links_the_records_and_writes_none_of_them(sub):
     }
     assert list(UsageToRate.objects.values_list("usage_record", flat=True)) == [july.pk]
     assert segment.total == D("3.00")
+    # And the segment's total per usage type, which the bill's usage summary reads.
+    assert list(SegmentUsage.objects.values_list("segment", "usage_type", "quantity", "unit")) == [
+        (segment.pk, records[0].usage_type_id, D(30), records[0].unit)
+    ]
     # Rating again finds nothing new to rate: the links are not written twice.
     subscription_rate(subscription=sub, bill_as_of=JULY_1)
     assert RatedUsage.objects.count() == 3
@@ -121,6 +125,13 @@ def test_the_migration_turns_links_into_the_old_columns_and_back(sub):
             rated[0].pk: "rated", rated[1].pk: "rated", waiting.pk: "accepted", rejected.pk: "rejected"
         }  # fmt: skip
         assert set(UsageRecord.objects.values_list("status", flat=True)) == {"accepted", "rejected"}
+
+        # The next migration totals each rated segment's usage from its links (SegmentUsage).
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+        assert list(SegmentUsage.objects.values_list("segment", "usage_type", "quantity", "unit")) == [
+            (segment.pk, first.usage_type_id, D(20), first.unit)
+        ]
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
