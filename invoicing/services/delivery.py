@@ -66,21 +66,29 @@ def _queue_email(delivery_ids: list[int]) -> None:
         transaction.on_commit(lambda pk=delivery_id: send_invoice_email.delay(pk))
 
 
-def deliveries_queue(*, invoice_id: int) -> None:
-    """The invoice has just been rendered (called inside the transaction that marks it so): portal routings
-    are delivered now, e-mails are queued for after the commit, print routings wait for a print batch."""
-    now = timezone.now()
+def deliveries_queue(*, invoice_ids: list[int]) -> None:
+    """These invoices have just been rendered (called inside the transaction that marks them so): portal
+    routings are delivered now, e-mails are queued for after the commit, print routings wait for a print
+    batch. A fixed number of queries whatever the number of invoices (a render batch calls it once)."""
+    if not invoice_ids:
+        return
     portal = list(
         InvoiceDelivery.objects.select_for_update(of=("self",))
         .filter(
-            invoice_id=invoice_id, method=InvoiceDelivery.Method.PORTAL, status=InvoiceDelivery.Status.PENDING
+            invoice_id__in=invoice_ids,
+            method=InvoiceDelivery.Method.PORTAL,
+            status=InvoiceDelivery.Status.PENDING,
         )
         .select_related("invoice")
+        .order_by("pk")
     )
-    for delivery in portal:
-        delivery.status, delivery.sent_at, delivery.attempts = InvoiceDelivery.Status.SENT, now, 1
     if portal:
-        InvoiceDelivery.objects.bulk_update(portal, ["status", "sent_at", "attempts"])
+        now = timezone.now()
+        for delivery in portal:
+            delivery.status, delivery.sent_at, delivery.attempts = InvoiceDelivery.Status.SENT, now, 1
+        InvoiceDelivery.objects.filter(pk__in=[d.pk for d in portal]).update(
+            status=InvoiceDelivery.Status.SENT, sent_at=now, attempts=1
+        )
         audit_records_bulk(
             actor="system",
             action="invoice_delivery.sent",
@@ -91,7 +99,7 @@ def deliveries_queue(*, invoice_id: int) -> None:
     _queue_email(
         list(
             InvoiceDelivery.objects.filter(
-                invoice_id=invoice_id,
+                invoice_id__in=invoice_ids,
                 method=InvoiceDelivery.Method.EMAIL,
                 status__in=[InvoiceDelivery.Status.PENDING, InvoiceDelivery.Status.RETRYING],
             )

@@ -143,7 +143,9 @@ def invoiceable(statements):
 def invoices_issue(*, statement_ids: list[int], actor: Any = None) -> list[Invoice]:
     """Issue the invoice of each of these bills that has none yet (idempotent: a bill keeps its first
     invoice). Corrective bills get a credit note that refers to the invoice of the bill they correct, which
-    is issued first if it has none. Returns the invoices issued now. One transaction."""
+    is issued first if it has none. Returns the invoices issued now. One transaction, in a fixed number of
+    queries whatever the number of bills (the invoices are inserted together, their credit notes after
+    them)."""
     with transaction.atomic():
         return _issue(statement_ids, actor)
 
@@ -185,6 +187,7 @@ def _issue(statement_ids: list[int], actor: Any) -> list[Invoice]:
     now = timezone.now()
     issued_by = _actor_label(actor)
     invoices: dict[int, Invoice] = {}
+    unsaved: list[Invoice] = []
     for statement in todo:
         account_type = statement.account.type
         invoice = invoice_draft(
@@ -194,12 +197,18 @@ def _issue(statement_ids: list[int], actor: Any) -> list[Invoice]:
             number=numbers[statement.pk],
         )
         if statement.corrects_id and invoice.corrects is None:
-            invoice.corrects = invoices.get(statement.corrects_id)
+            original = invoices.get(statement.corrects_id)
+            if original is not None and original.pk is None:
+                # The credit note refers to an invoice issued just now: insert those first, for their ids.
+                Invoice.objects.bulk_create(unsaved)
+                unsaved = []
+            invoice.corrects = original
             invoice.kind = Invoice.Kind.CREDIT_NOTE if invoice.corrects else Invoice.Kind.INVOICE
         invoice.issued_at = now
         invoice.issued_by = issued_by
-        invoice.save()
+        unsaved.append(invoice)
         invoices[statement.pk] = invoice
+    Invoice.objects.bulk_create(unsaved)
     issued = list(invoices.values())
     routings_create(invoices=issued)
     audit_records_bulk(

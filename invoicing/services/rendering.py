@@ -3,9 +3,9 @@ the same document (invoicing.exports), stored once as frozen files.
 
 ``invoices_render`` issues what is missing (invoicing.services.issuing) and renders every issued invoice of
 the given bills that has no documents yet. It is idempotent and safe to run twice at once: documents are
-rendered outside any transaction, then saved under the invoice's row lock only if the invoice still has
-none, so an issued invoice's files are written exactly once and never change afterwards (template edits
-apply to invoices rendered later).
+rendered outside any transaction, then saved a batch at a time under the invoices' row locks, each only if
+the invoice still has none, so an issued invoice's files are written exactly once and never change
+afterwards (template edits apply to invoices rendered later).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from .issuing import invoice_draft, invoiceable, invoices_issue, pick, series_by
 
 logger = logging.getLogger(__name__)
 
-# A set of bills is read and rendered this many at a time (one document query per batch).
+# A set of bills is read, rendered and stored this many at a time: a fixed number of queries and one
+# transaction per batch, whatever its size.
 RENDER_BATCH = 50
 
 
@@ -171,6 +172,7 @@ def render_document(document: InvoiceDocument) -> Rendered:
 
 
 def _store(invoice: Invoice, rendered: Rendered) -> None:
+    """Write the invoice's three files and mark it rendered (on the instance; the caller saves it)."""
     for extension, content in (("pdf", rendered.pdf), ("html", rendered.html), ("xml", rendered.xml)):
         file_field = getattr(invoice, extension)
         name = invoice.document_path(extension)
@@ -180,43 +182,73 @@ def _store(invoice: Invoice, rendered: Rendered) -> None:
             file_field.storage.delete(name)
         file_field.save(name, ContentFile(content), save=False)
         setattr(invoice, f"{extension}_sha256", hashlib.sha256(content).hexdigest())
+    invoice.status = Invoice.Status.RENDERED
+    invoice.page_count = rendered.pages
+    invoice.render_attempts += 1
+    invoice.render_error = ""
+    invoice.rendered_at = timezone.now()
+
+
+# What storing an invoice's documents writes on its row.
+RENDERED_FIELDS = [
+    "pdf",
+    "html",
+    "xml",
+    "pdf_sha256",
+    "html_sha256",
+    "xml_sha256",
+    "status",
+    "page_count",
+    "render_attempts",
+    "render_error",
+    "rendered_at",
+]
 
 
 def _render_batch(invoices: list[Invoice], result: RenderResult) -> None:
+    """Render a batch's invoices one by one outside any transaction, then store what rendered in one."""
     documents = invoice_documents(invoices)
+    rendered: dict[int, Rendered] = {}
     for invoice in invoices:
         try:
-            rendered = render_document(documents[invoice.statement_id])
+            rendered[invoice.pk] = render_document(documents[invoice.statement_id])
         except Exception as exc:  # noqa: BLE001 - one bad document must not stop the others
             logger.exception("Invoice %s could not be rendered", invoice.number)
             _record_failure(invoice, f"{type(exc).__name__}: {exc}")
             result.failed[invoice.statement_id] = f"{type(exc).__name__}: {exc}"[:300]
-            continue
-        with transaction.atomic():
-            locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
-            if locked.status != Invoice.Status.RENDERED:
-                _store(locked, rendered)
-                locked.status = Invoice.Status.RENDERED
-                locked.page_count = rendered.pages
-                locked.render_attempts += 1
-                locked.render_error = ""
-                locked.rendered_at = timezone.now()
-                locked.save()
-                _after_rendered(locked)
-        result.rendered.append(invoice.statement_id)
+    if rendered:
+        _save_rendered(rendered)
+    result.rendered.extend(i.statement_id for i in invoices if i.pk in rendered)
+
+
+def _save_rendered(rendered: dict[int, Rendered]) -> None:
+    """Store the documents of a render batch in one transaction, in a fixed number of queries: the
+    invoices are locked in id order (as every renderer locks them, so two never deadlock), and only those
+    that still have no documents get these files; an invoice a concurrent renderer stored meanwhile keeps
+    its own and nothing of this one is written for it. Their deliveries start once for the batch."""
+    from .delivery import deliveries_queue
+
+    with transaction.atomic():
+        todo = [
+            invoice
+            for invoice in Invoice.objects.select_for_update(of=("self",))
+            .select_related("series")
+            .filter(pk__in=rendered)
+            .order_by("pk")
+            if invoice.status != Invoice.Status.RENDERED
+        ]
+        if not todo:
+            return
+        for invoice in todo:
+            _store(invoice, rendered[invoice.pk])
+        Invoice.objects.bulk_update(todo, RENDERED_FIELDS)
+        deliveries_queue(invoice_ids=[invoice.pk for invoice in todo])
 
 
 def _record_failure(invoice: Invoice, error: str) -> None:
     Invoice.objects.filter(pk=invoice.pk).exclude(status=Invoice.Status.RENDERED).update(
         status=Invoice.Status.FAILED, render_error=error[:2000], render_attempts=invoice.render_attempts + 1
     )
-
-
-def _after_rendered(invoice: Invoice) -> None:
-    """Once the documents are committed, send the invoice's e-mails (invoicing.services.delivery)."""
-    from .delivery import deliveries_queue
-
-    deliveries_queue(invoice_id=invoice.pk)
 
 
 def invoices_render(*, statement_ids: list[int], actor: Any = None) -> RenderResult:

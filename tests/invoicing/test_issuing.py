@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from invoicing.content import invoice_documents, payment_reference
 from invoicing.models import Invoice, InvoiceDelivery
@@ -24,6 +26,19 @@ def test_issue_numbers_one_invoice_per_bill_and_is_idempotent():
     assert Invoice.objects.count() == 1
     delivery = InvoiceDelivery.objects.get(invoice=invoice)
     assert (delivery.method, delivery.recipient) == ("email", "ada@example.com")
+
+
+def test_issuing_takes_a_fixed_number_of_queries():
+    """The invoices of a set of bills are inserted together: as many queries for five bills as for one."""
+    invoices_issue(statement_ids=[source_example_bill(email="first@example.com").pk])  # makes the series
+    counts = []
+    for size in (1, 5):
+        bills = [source_example_bill(email=f"q{size}-{i}@example.com").pk for i in range(size)]
+        with CaptureQueriesContext(connection) as queries:
+            assert len(invoices_issue(statement_ids=bills)) == size
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+    assert Invoice.objects.filter(number__in=[f"INV-{n:08d}" for n in range(1, 8)]).count() == 7
 
 
 def test_document_of_the_source_example():
