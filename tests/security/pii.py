@@ -39,9 +39,13 @@ AUTHORIZATION = re.compile(
 )
 
 
-# Digests (hex SHA-256 content and key hashes, session hashes) and Django password hashes hold long digit
+# Digests (hex SHA-256 content and key hashes, session hashes), UUIDs (an export's id: about 1 in 5,000 random
+# ones holds 13+ dash-separated digits that pass the Luhn check) and Django password hashes hold long digit
 # runs by chance; a card number is never part of one.
-_DIGEST = re.compile(r"\b[0-9a-fA-F]{24,}\b|\b[a-z0-9_]+\$[0-9]*\$?[A-Za-z0-9./+=_$-]{8,}")
+_DIGEST = re.compile(
+    r"\b[0-9a-fA-F]{24,}\b|\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+    r"|\b[a-z0-9_]+\$[0-9]*\$?[A-Za-z0-9./+=_$-]{8,}"
+)
 
 
 def card_or_cvv(text: str) -> str:

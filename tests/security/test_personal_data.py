@@ -78,6 +78,10 @@ def test_the_patterns():
     assert looks_like_card_number(digest) and pii.card_or_cvv(digest) == ""
     assert pii.card_or_cvv("md5$Ab12$4111111111111111e9f0aa") == ""
     assert pii.card_or_cvv(f"{digest} then {CARD}") == "a card number"
+    # So do UUIDs (an export's id): this one's "6946-4225-8288-0" is 13 digits that pass the Luhn check.
+    export_id = "31c1a972-6946-4225-8288-0b9b221f729a"
+    assert looks_like_card_number(export_id) and pii.card_or_cvv(f'{{"export_id": "{export_id}"}}') == ""
+    assert pii.card_or_cvv(f"{export_id} {CARD}") == "a card number"
     for text in ('{"cvv": "123"}', "CVC=9876", "security code is 123", "card_code: 555"):
         assert pii.card_or_cvv(text) == "a CVV", text
     for text in ('{"fields": {"cvv": ["Never send a CVV."]}}', "cvv refused", "order 123"):
