@@ -48,6 +48,16 @@ _DIGEST = re.compile(
 )
 
 
+# The test card number (4111 1111 1111 1111, with or without spaces or dashes), echoed whole or in part. A
+# bare "4111" is no evidence: page URLs carry ids, and id 4111 comes up in a full run.
+_TEST_CARD_ECHO = re.compile(r"4111[ -]?1111")
+
+
+def echoes_test_card(text: str) -> bool:
+    """True when ``text`` repeats the test card number the tests send (at least its first eight digits)."""
+    return bool(_TEST_CARD_ECHO.search(text))
+
+
 def card_or_cvv(text: str) -> str:
     text = _DIGEST.sub(" ", text)
     if looks_like_card_number(text):

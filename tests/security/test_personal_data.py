@@ -82,6 +82,10 @@ def test_the_patterns():
     export_id = "31c1a972-6946-4225-8288-0b9b221f729a"
     assert looks_like_card_number(export_id) and pii.card_or_cvv(f'{{"export_id": "{export_id}"}}') == ""
     assert pii.card_or_cvv(f"{export_id} {CARD}") == "a card number"
+    # What the tests check pages and answers for: the test card echoed, not an id that happens to be 4111.
+    for text in ("4111 1111 1111 1111", "x4111111111111111", "card 4111-1111"):
+        assert pii.echoes_test_card(text), text
+    assert not pii.echoes_test_card('<a href="/statements/4111/">INV-A-1</a>')
     for text in ('{"cvv": "123"}', "CVC=9876", "security code is 123", "card_code: 555"):
         assert pii.card_or_cvv(text) == "a CVV", text
     for text in ('{"fields": {"cvv": ["Never send a CVV."]}}', "cvv refused", "order 123"):
