@@ -511,15 +511,14 @@ def calculation_panel(request: HttpRequest, statement, lines: list) -> RenderedP
     segments = selectors.statement_calculation(statement_id=statement.pk)
     if not segments:
         return None
-    anchors: dict[int, list[str]] = {}
+    shown: set[int] = set()
     rows = []
     for segment in segments:
         calc_lines = list(segment.lines.all())
         for line in calc_lines:
             line.anchor = f"calc-line-{line.pk}"
             line.kind_label = KIND_LABELS.get(line.kind, line.kind)
-            if line.statement_line_id is not None:
-                anchors.setdefault(line.statement_line_id, []).append(line.anchor)
+            shown.add(line.pk)
         subscription = segment.subscription
         rows.append(
             {
@@ -552,4 +551,10 @@ def calculation_panel(request: HttpRequest, statement, lines: list) -> RenderedP
         "total": sum((segment.total for segment in segments), Decimal(0)),
     }
     html = render_to_string("billruns/panels/calculation.html", context, request=request)
+    # Each printed line links to the calculation line it prints (StatementLine.calculation_line_id).
+    anchors = {
+        line.pk: [f"calc-line-{line.calculation_line_id}"]
+        for line in lines
+        if line.calculation_line_id in shown
+    }
     return RenderedPanel(html=html, line_anchors=anchors)

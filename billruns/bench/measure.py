@@ -25,6 +25,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 
 from accounts.models import Account
 from accounts.selectors import bill_units_of
+from billing_mgmt.references import dangling_references
 from statements.models import FinancialTransaction, Statement
 from statements.selectors import ledger_mismatches
 
@@ -336,6 +337,7 @@ def check_run(run: BillingRun, built: BuiltBase, months: int, up_to: str = Stage
         total_due=F("previous_balance") - F("payments") + F("adjustments") + F("new_charges") + F("taxes")
     ).exists()
     checks["balances_match_ledger"] = not ledger_mismatches(account_ids=sorted(units))
+    checks["references_name_rows"] = not dangling_references()
     invoices = None
     if formatting:
         from invoicing.models import Invoice

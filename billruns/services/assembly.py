@@ -220,11 +220,11 @@ def _messages_for(messages: list[BillMessage], unit: Account, bill_date: dt.date
 
 
 def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dict[int, Statement]) -> None:
-    """Print each bill's calculation lines as its statement lines, and tie each calculation line to its
-    printed line. On PostgreSQL one statement does both, in the database (a run prints tens of thousands of
-    lines per chunk): the lines of each bill are numbered in bill order (subscription processing sequence,
-    subscription, period, position), each gets its statement line's id from the sequence (looked up once,
-    not per line), is inserted, and its calculation line is pointed at it."""
+    """Print each bill's calculation lines as its statement lines, each naming the calculation line it prints
+    (``StatementLine.calculation_line_id``; the calculation line is never rewritten). On PostgreSQL one
+    INSERT ... SELECT does it in the database (a run prints tens of thousands of lines per chunk): the lines
+    of each bill are numbered in bill order (subscription processing sequence, subscription, period,
+    position)."""
     pairs = [(s.pk, statements[unit].pk) for unit, segments in by_statement.items() for s in segments]
     if not pairs:
         return
@@ -234,52 +234,41 @@ def _statement_lines(by_statement: dict[int, list[BillSegment]], statements: dic
     line_type = " ".join(f"WHEN '{kind}' THEN '{LINE_TYPES[kind]}'" for kind in CalculationLine.Kind)
     quote = connection.ops.quote_name
     statement_line = quote(StatementLine._meta.db_table)
-    calculation_line = quote(CalculationLine._meta.db_table)
     sql = f"""
-        WITH printed AS (
-            SELECT cl.id AS calculation_line_id,
-                   nextval((SELECT pg_get_serial_sequence('{StatementLine._meta.db_table}', 'id'))::regclass)
-                       AS id,
-                   v.statement_id,
-                   row_number() OVER (
-                       PARTITION BY v.statement_id
-                       ORDER BY sub.processing_sequence, sub.id, seg.period_start, cl.position
-                   ) AS position,
-                   CASE cl.kind {line_type} END AS line_type,
-                   product.name AS product,
-                   sub.service_identifier,
-                   product.service_type,
-                   sub.account_id,
-                   (cl.kind = %(tax)s AND cl.included) AS tax_included,
-                   left(CASE WHEN cl.kind = %(tax)s AND cl.included
-                             THEN cl.description || ': not added, already in the prices'
-                             ELSE cl.description END, 300) AS description,
-                   cl.quantity,
-                   cl.unit,
-                   CASE WHEN cl.kind IN (%(discount)s, %(tax)s) THEN NULL ELSE cl.rate END AS unit_price,
-                   cl.amount,
-                   cl.period_start,
-                   cl.period_end
-            FROM unnest(%(segments)s::bigint[], %(statements)s::bigint[]) AS v(segment_id, statement_id)
-            JOIN {quote(BillSegment._meta.db_table)} seg ON seg.id = v.segment_id
-            JOIN {calculation_line} cl ON cl.segment_id = seg.id
-            JOIN {quote(Subscription._meta.db_table)} sub ON sub.id = seg.subscription_id
-            JOIN {quote(PricePlan._meta.db_table)} plan ON plan.id = sub.price_plan_id
-            JOIN {quote(Product._meta.db_table)} product ON product.id = plan.product_id
-        ),
-        inserted AS (
-            INSERT INTO {statement_line} (
-                id, statement_id, position, line_type, product, service_identifier, service_type, account_id,
-                tax_included, description, quantity, unit, unit_price, amount, tax, period_start, period_end,
-                external_id
-            )
-            SELECT id, statement_id, position, line_type, product, service_identifier, service_type,
-                   account_id, tax_included, description, quantity, unit, unit_price, amount, 0, period_start,
-                   period_end, ''
-            FROM printed
+        INSERT INTO {statement_line} (
+            statement_id, position, line_type, product, service_identifier, service_type, account_id,
+            tax_included, description, quantity, unit, unit_price, amount, tax, period_start, period_end,
+            external_id, calculation_line_id
         )
-        UPDATE {calculation_line} AS t SET statement_line_id = printed.id
-        FROM printed WHERE t.id = printed.calculation_line_id
+        SELECT v.statement_id,
+               row_number() OVER (
+                   PARTITION BY v.statement_id
+                   ORDER BY sub.processing_sequence, sub.id, seg.period_start, cl.position
+               ) AS position,
+               CASE cl.kind {line_type} END AS line_type,
+               product.name AS product,
+               sub.service_identifier,
+               product.service_type,
+               sub.account_id,
+               (cl.kind = %(tax)s AND cl.included) AS tax_included,
+               left(CASE WHEN cl.kind = %(tax)s AND cl.included
+                         THEN cl.description || ': not added, already in the prices'
+                         ELSE cl.description END, 300) AS description,
+               cl.quantity,
+               cl.unit,
+               CASE WHEN cl.kind IN (%(discount)s, %(tax)s) THEN NULL ELSE cl.rate END AS unit_price,
+               cl.amount,
+               0,
+               cl.period_start,
+               cl.period_end,
+               '',
+               cl.id
+        FROM unnest(%(segments)s::bigint[], %(statements)s::bigint[]) AS v(segment_id, statement_id)
+        JOIN {quote(BillSegment._meta.db_table)} seg ON seg.id = v.segment_id
+        JOIN {quote(CalculationLine._meta.db_table)} cl ON cl.segment_id = seg.id
+        JOIN {quote(Subscription._meta.db_table)} sub ON sub.id = seg.subscription_id
+        JOIN {quote(PricePlan._meta.db_table)} plan ON plan.id = sub.price_plan_id
+        JOIN {quote(Product._meta.db_table)} product ON product.id = plan.product_id
     """
     with connection.cursor() as cursor, row_by_row_plans(cursor):
         cursor.execute(
@@ -324,7 +313,7 @@ def _statement_lines_python(
         "position",
     )
     positions: dict[int, int] = defaultdict(int)
-    printed, line_ids = [], []
+    printed = []
     no_unit_price = (CalculationLine.Kind.DISCOUNT, CalculationLine.Kind.TAX)
     for (
         pk,
@@ -363,6 +352,7 @@ def _statement_lines_python(
             description = f"{description}: not added, already in the prices"
         printed.append(
             StatementLine(
+                calculation_line_id=pk,
                 statement=statements[statement_unit],
                 position=positions[statement_unit],
                 line_type=LINE_TYPES[kind],
@@ -380,9 +370,7 @@ def _statement_lines_python(
                 period_end=end,
             )
         )
-        line_ids.append(pk)
-    created = StatementLine.objects.bulk_create(printed, batch_size=2000)
-    set_columns(CalculationLine, line_ids, {"statement_line": [line.pk for line in created]})
+    StatementLine.objects.bulk_create(printed, batch_size=2000)
 
 
 def _usage_summaries(by_statement: dict[int, list[BillSegment]], statements: dict[int, Statement]) -> None:

@@ -172,10 +172,11 @@ def _printed(statement):
               "tax_included", "description", "quantity", "unit", "unit_price", "amount", "tax",
               "period_start", "period_end", "external_id")  # fmt: skip
     printed = list(lines.values_list(*fields))
-    links = list(
-        CalculationLine.objects.filter(segment__statement=statement)
-        .order_by("segment__subscription__processing_sequence", "segment__period_start", "position")
-        .values_list("statement_line__position", flat=True)
+    # The calculation line each printed line names, in print order (both paths print the same ones).
+    links = list(lines.values_list("calculation_line_id", flat=True))
+    assert None not in links
+    assert sorted(links) == sorted(
+        CalculationLine.objects.filter(segment__statement=statement).values_list("pk", flat=True)
     )
     summaries = list(
         UsageSummary.objects.filter(statement=statement)

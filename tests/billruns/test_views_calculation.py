@@ -116,11 +116,9 @@ def test_each_statement_line_links_to_its_calculation_row(csr_client, billed):
     )
     expected = [
         f"calc-line-{pk}"
-        for pk in CalculationLine.objects.filter(statement_line__statement=statement)
-        .order_by("statement_line__position")
-        .values_list("pk", flat=True)
+        for pk in statement.lines.order_by("position").values_list("calculation_line_id", flat=True)
     ]
-    assert len(expected) == statement.lines.count() == 3
+    assert len(expected) == CalculationLine.objects.filter(segment__statement=statement).count() == 3
     assert sorted(links) == sorted(expected)
     assert set(links) == set(rows)
 

@@ -12,6 +12,7 @@ from accounts.models import Account, Biller, BillerApiKey, BillerReference, Bill
 from billing_mgmt import roles
 from billing_mgmt.management.commands.load_demo import LATE_FEE, STATEMENT_MONTHS, DemoLoader, DemoStatements
 from billing_mgmt.models import AuditRecord, NumberSeries
+from billing_mgmt.references import dangling_references
 from billruns.models import (
     BillingRun,
     BillSegment,
@@ -250,9 +251,13 @@ def _assert_engine_bills(output: str) -> None:
     lines = CalculationLine.objects.filter(segment__in=segments)
     kinds = set(lines.values_list("kind", flat=True))
     assert {"recurring", "usage", "allowance", "one_time", "discount", "tax", "credit"} <= kinds
-    assert lines.filter(statement_line__isnull=True).count() == 0
+    printed = set(
+        StatementLine.objects.filter(statement__in=engine_bills).values_list("calculation_line_id", flat=True)
+    )
+    assert set(lines.values_list("pk", flat=True)) <= printed  # every calculation line printed on its bill
     assert (
         BillSegment.objects.filter(status="error", error_code="no_price").count() == 1
     )  # the withdrawn plan
     assert UsageRecord.objects.filter(rating__isnull=False).count() > 1000  # rated: linked to a segment
     assert ledger_mismatches() == []
+    assert dangling_references() == []  # keys without a database constraint all name rows
