@@ -34,7 +34,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing_mgmt.bulk import insert_instances, insert_rows
+from billing_mgmt.bulk import insert_instances, insert_rows, row_by_row_plans
 from billing_mgmt.money import Money, allocate, quantize
 
 from ..models import (
@@ -100,6 +100,7 @@ class SegmentDraft:
     currency: str
     lines: list[Line] = field(default_factory=list)
     usage_ids: list[int] = field(default_factory=list)
+    usage_through: dt.date | None = None  # the day of the last of usage_ids (they come in day order)
     usage_totals: dict[int, tuple[Decimal, str]] = field(default_factory=dict)  # usage type -> units, unit
     error: RatingError | None = None
 
@@ -282,7 +283,15 @@ def _one_time(ctx: RatingContext, period: Period) -> list[Line]:
 
 
 def _tiers(price: Price) -> list[tuple[Decimal, Decimal | None, Decimal]]:
-    return [(t.from_quantity, t.to_quantity, t.unit_price) for t in price.tiers.all()]
+    """A price's tiers as (from, to, unit price). Rating asks once per period and price (931 times per chunk
+    of 500 bill units); a price whose tiers were prefetched (rating contexts prefetch them) keeps the answer
+    instead of making a QuerySet each time."""
+    rows = price.__dict__.get("_rating_tiers")
+    if rows is None:
+        rows = [(t.from_quantity, t.to_quantity, t.unit_price) for t in price.tiers.all()]
+        if "tiers" in getattr(price, "_prefetched_objects_cache", {}):
+            price.__dict__["_rating_tiers"] = rows
+    return rows
 
 
 def usage_lines(
@@ -364,10 +373,8 @@ def usage_lines(
                     )
                 )
         else:  # volume: the tier the whole period reaches prices every chargeable unit
-            tier = next(
-                (t for t in _tiers(price) if t[0] < total and (t[1] is None or total <= t[1])),
-                _tiers(price)[0],
-            )
+            tiers = _tiers(price)
+            tier = next((t for t in tiers if t[0] < total and (t[1] is None or total <= t[1])), tiers[0])
             q = end - chargeable_start
             band = _band(tier[0], tier[1])
             lines.append(
@@ -424,6 +431,7 @@ def _usage(ctx: RatingContext, before: dt.date, draft: SegmentDraft) -> list[Lin
             per_day = in_period[component.id] = todo[(component.id, period)] = {}
         per_day[day] = per_day.get(day, ZERO) + record.quantity
     draft.usage_ids.extend([record.id for record in pending])
+    draft.usage_through = pending[-1].event_date
     for (component_id, _), per_day in todo.items():  # the new units only (before adding rated ones)
         usage_type = ctx.components_by_id[component_id].usage_type
         units, _ = draft.usage_totals.get(usage_type.id, (ZERO, ""))
@@ -488,7 +496,7 @@ def _check_tiers(component: PlanComponent, price: Price) -> None:
                 "no_price", f"{component.name}: the price from {price.valid_from} has no unit price."
             )
         return
-    if not price.tiers.all():
+    if not _tiers(price):
         raise RatingError("no_price", f"{component.name}: the price from {price.valid_from} has no tiers.")
 
 
@@ -897,11 +905,14 @@ def _store(rated: list[_Rated], run: Any) -> None:
         ),
     )
     usage_ids, usage_segments = [], []
+    through: dict[int, dt.date] = {}  # subscription -> the day of the last record it rated
     for item in rated:
         usage_ids.extend(item.draft.usage_ids)
         usage_segments.extend([item.segment.pk] * len(item.draft.usage_ids))
+        if item.draft.usage_ids:
+            through[item.ctx.subscription.pk] = item.draft.usage_through
     if usage_ids:
-        updated = _mark_rated(usage_ids, usage_segments)
+        updated = _mark_rated(usage_ids, usage_segments, through)
         if updated != len(usage_ids):
             raise UsageChanged(f"{len(usage_ids) - updated} usage record(s) changed while being rated.")
 
@@ -912,20 +923,48 @@ LINE_COLUMNS = (
 )  # fmt: skip
 
 
-def _mark_rated(usage_ids: list[int], segment_ids: list[int]) -> int:
+def _mark_rated(usage_ids: list[int], segment_ids: list[int], through: dict[int, dt.date]) -> int:
     """Link these usage records to the segments that rated them, taking them off the waiting list (only
     those still on it: the count says how many were). The records themselves are not written: one DELETE
-    of the narrow waiting rows (no index entry written) and one COPY of the links."""
+    of the narrow waiting rows (no index entry written) and one COPY of the links.
+
+    ``through``: each subscription's last rated day. Rating takes a subscription's waiting records in day
+    order, whole days at a time, so the records it rated are all of that subscription's waiting rows up to
+    that day, and on PostgreSQL the DELETE takes them by index range (subscription, day): a thousand ranges
+    instead of 33,600 look-ups of single ids (0.12 s of a 1.3 s rating chunk). It returns the ids it took;
+    if they are not exactly the rated ones (a record dated in the range arrived since it was read), the
+    range DELETE is undone (a savepoint) and the ids are taken one by one, as elsewhere."""
     if connection.vendor != "postgresql":
         taken = UsageToRate.objects.filter(pk__in=usage_ids).delete()[0]
     else:
         table = connection.ops.quote_name(UsageToRate._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {table} WHERE usage_record_id = ANY(%s::bigint[])", [usage_ids])
-            taken = cursor.rowcount
+            taken = _take_ranges(cursor, table, through, usage_ids)
+            if taken is None:
+                cursor.execute(f"DELETE FROM {table} WHERE usage_record_id = ANY(%s::bigint[])", [usage_ids])
+                taken = cursor.rowcount
     if taken == len(usage_ids):
         insert_rows(RatedUsage, ("usage_record", "segment"), zip(usage_ids, segment_ids, strict=True))
     return taken
+
+
+def _take_ranges(cursor, table: str, through: dict[int, dt.date], usage_ids: list[int]) -> int | None:
+    """Delete each subscription's waiting rows up to its day; the count if they were exactly ``usage_ids``,
+    else None with nothing deleted."""
+    sid = transaction.savepoint()
+    with row_by_row_plans(cursor):
+        cursor.execute(
+            f"DELETE FROM {table} AS t USING unnest(%s::bigint[], %s::date[]) AS v(subscription_id, through) "
+            "WHERE t.subscription_id = v.subscription_id AND t.event_date <= v.through "
+            "RETURNING t.usage_record_id",
+            [list(through), list(through.values())],
+        )
+        taken = [row[0] for row in cursor.fetchall()]
+    if len(taken) == len(usage_ids) and set(taken) == set(usage_ids):
+        transaction.savepoint_commit(sid)
+        return len(taken)
+    transaction.savepoint_rollback(sid)
+    return None
 
 
 def periods_to_rate(ctx: RatingContext, bill_as_of: dt.date) -> list[tuple[Period, BillSegment | None]]:

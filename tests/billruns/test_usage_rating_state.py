@@ -81,6 +81,51 @@ def test_a_record_taken_off_the_list_while_it_is_rated_rolls_the_rating_back(sub
     assert list(RatedUsage.objects.values_list("usage_record", flat=True)) == [kept.pk]
 
 
+def _deletes(queries) -> list[str]:
+    return [
+        "range" if "USING unnest" in q["sql"] else "ids"
+        for q in queries
+        if q["sql"].startswith('DELETE FROM "billruns_usagetorate"')
+    ]
+
+
+@pytest.mark.django_db
+def test_rating_takes_the_waiting_rows_by_day_range(sub):
+    records = [b.usage(sub, 10, dt.date(2026, 6, day)) for day in (3, 3, 9, 30)]
+    later = b.usage(sub, 1, dt.date(2026, 7, 1))  # not before the bill-as-of date: it waits
+    with CaptureQueriesContext(connection) as queries:
+        subscription_rate(subscription=sub, bill_as_of=JULY_1)
+    assert _deletes(queries.captured_queries) == ["range"]
+    assert sorted(RatedUsage.objects.values_list("usage_record", flat=True)) == sorted(r.pk for r in records)
+    assert list(UsageToRate.objects.values_list("usage_record", flat=True)) == [later.pk]
+
+
+@pytest.mark.django_db
+def test_a_record_that_arrives_in_the_range_while_rating_stays_waiting(sub, monkeypatch):
+    """A record dated inside the rated days, queued after rating read the list: the range DELETE would take it
+    unrated, so it is undone and the rated ids are taken one by one; the newcomer waits for the next run."""
+    rated = [b.usage(sub, 10, dt.date(2026, 6, day)) for day in (3, 20)]
+    read = rating_context.rating_contexts
+    arrived = []
+
+    def read_then_one_arrives(**kwargs):
+        contexts = read(**kwargs)
+        arrived.append(b.usage(sub, 7, dt.date(2026, 6, 10)))  # as ingest did, meanwhile
+        return contexts
+
+    monkeypatch.setattr(rating, "rating_contexts", read_then_one_arrives)
+    with CaptureQueriesContext(connection) as queries:
+        (segment,) = [
+            s for s in subscription_rate(subscription=sub, bill_as_of=JULY_1).created if s.lines.exists()
+        ]
+    assert _deletes(queries.captured_queries) == ["range", "ids"]
+    assert dict(RatedUsage.objects.values_list("usage_record", "segment")) == {
+        r.pk: segment.pk for r in rated
+    }
+    assert list(UsageToRate.objects.values_list("usage_record", flat=True)) == [arrived[0].pk]
+    assert SegmentUsage.objects.get(segment=segment).quantity == D(20)
+
+
 MIGRATION_BEFORE = ("billruns", "0007_formatting_chunk_size")
 MIGRATION = ("billruns", "0008_usage_rating_tables")
 

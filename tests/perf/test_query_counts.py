@@ -72,8 +72,9 @@ GUARDS: list[Guard] = [
         7,
         partial=True,
     ),  # fmt: skip
-    # 53: the preview runs the engine's set statements, each planned row by row (a SET LOCAL and its reset).
-    Guard("bill-preview", "csr", lambda w: f"/billing/accounts/{_acct(w)}/preview/", 53, partial=True),
+    # 56: the preview runs the engine's set statements, each planned row by row (a SET LOCAL and its reset),
+    # and takes the rated usage off the waiting list by day range inside a savepoint (billruns.rating).
+    Guard("bill-preview", "csr", lambda w: f"/billing/accounts/{_acct(w)}/preview/", 56, partial=True),
     Guard("adjustment-queue", "supervisor", lambda w: "/payments/adjustments/pending/", 4),
     Guard("case-queue", "csr", lambda w: "/cases/queue/", 7),
     Guard("case-new", "csr", lambda w: f"/cases/new/{_acct(w)}/", 7),
